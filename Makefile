@@ -1,0 +1,44 @@
+# cloudlet: `make up` starts a single-node cloudlet; `make test` runs the whole suite.
+SHELL := /bin/bash
+CARGO ?= cargo
+PREFIX ?= /usr/local
+
+# Debian packages: what the daemon needs at run time, and what the tests add.
+UP_PACKAGES := busybox-static libseccomp-dev pkg-config tini runc curl ca-certificates
+TEST_PACKAGES := $(UP_PACKAGES) docker-registry skopeo jq crun
+BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci
+
+.PHONY: up test bench lint build release deps-up deps-test deps-bench install
+
+deps-up:
+	@scripts/deps.sh $(UP_PACKAGES)
+deps-test:
+	@scripts/deps.sh $(TEST_PACKAGES)
+deps-bench:
+	@scripts/deps.sh $(BENCH_PACKAGES)
+
+build: deps-up
+	$(CARGO) build
+
+release: deps-up
+	$(CARGO) build --release
+
+install: release
+	install -m 0755 target/release/cloudlet $(PREFIX)/bin/cloudlet
+
+## up: build, install and run the daemon in the foreground (state in /var/lib/cloudlet,
+## Docker API on /run/cloudlet/docker.sock).
+up: install
+	scripts/up.sh
+
+lint: deps-up
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## test: install what the tests need, then fmt, clippy and every test (as root: the tests
+## use namespaces, cgroups and overlayfs for real).
+test: deps-test lint
+	$(CARGO) test --workspace --no-fail-fast
+
+bench: deps-bench release
+	bench/run.sh

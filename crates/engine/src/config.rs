@@ -1,0 +1,28 @@
+use std::path::PathBuf;
+
+/// How `cloudlet server` runs the engine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Persistent state: images, containers, logs (`/var/lib/cloudlet`).
+    pub data_dir: PathBuf,
+    /// Volatile state: runtime and shim sockets (`/run/cloudlet`).
+    pub exec_root: PathBuf,
+    /// The Docker API socket (`/run/cloudlet/docker.sock`).
+    pub socket: PathBuf,
+    /// Registries reached over plain HTTP, as `host[:port]`; loopback always is.
+    pub insecure_registries: Vec<String>,
+    /// The binary re-executed as `cloudlet shim`.
+    pub shim_exe: PathBuf,
+}
+
+impl Config {
+    pub fn containers_dir(&self) -> PathBuf {
+        self.data_dir.join("containers")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("image")
+    }
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+}

@@ -1,0 +1,131 @@
+//! rm, rename and prune.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::container::Status;
+use crate::error::{ApiError, ApiResult};
+use crate::table::Entry;
+use crate::Engine;
+
+/// Removes a container; a running one only with `force` (then it is killed first).
+pub async fn remove(
+    engine: &Arc<Engine>,
+    entry: &Arc<Entry>,
+    force: bool,
+    _volumes: bool,
+) -> ApiResult<()> {
+    let _op = entry.op.lock().await;
+    let c = entry.get();
+    if c.state.status.is_running() {
+        if !force {
+            let hint = if c.state.status == Status::Paused {
+                "Unpause and then stop the container before attempting removal or force remove"
+            } else {
+                "Stop the container before attempting removal or force remove"
+            };
+            return Err(ApiError::conflict(format!(
+                "cannot remove container \"/{}\": container is {}: {hint}",
+                c.name,
+                c.state.status.as_str()
+            )));
+        }
+        entry.update(|c| c.state.manually_stopped = true)?;
+        if c.state.status == Status::Paused {
+            let _ = engine.runtime.resume(&c.id);
+        }
+        let mut phase = entry.phase.subscribe();
+        match engine.runtime.kill(&c.id, libc::SIGKILL) {
+            Ok(()) | Err(runtime::Error::NotRunning(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let _ = phase.wait_for(|p| !p.running).await;
+    }
+    entry.update(|c| c.state.status = Status::Removing)?;
+    crate::container_start::teardown(engine, &c.id, entry).await;
+    let dir = entry.paths.dir.clone();
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| ApiError::internal(format!("remove container {}: {e}", c.id)))?;
+    engine.containers.remove(&c.id);
+    entry.phase.send_modify(|p| {
+        p.removed = true;
+        p.running = false;
+    });
+    let attrs = HashMap::from([
+        ("name".to_string(), c.name.clone()),
+        ("image".to_string(), c.image),
+    ]);
+    engine.events.container("destroy", &c.id, attrs);
+    Ok(())
+}
+
+pub async fn rename(engine: &Arc<Engine>, entry: &Arc<Entry>, new_name: &str) -> ApiResult<()> {
+    let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+    if new_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "Neither old nor new names may be empty",
+        ));
+    }
+    let old = entry.get().name;
+    if old == new_name {
+        return Err(ApiError::bad_request(
+            "Renaming a container with the same name as its current name",
+        ));
+    }
+    crate::container_create::validate_name_pub(new_name)?;
+    engine.containers.rename(&entry.id, new_name)?;
+    entry.update(|c| c.name = new_name.to_string())?;
+    let attrs = HashMap::from([
+        ("name".to_string(), new_name.to_string()),
+        ("oldName".to_string(), format!("/{old}")),
+    ]);
+    engine.events.container("rename", &entry.id, attrs);
+    Ok(())
+}
+
+/// `POST /containers/prune`: removes every stopped container; returns ids and bytes freed.
+pub async fn prune(engine: &Arc<Engine>) -> ApiResult<(Vec<String>, u64)> {
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0;
+    for entry in engine.containers.all() {
+        let c = entry.get();
+        if matches!(
+            c.state.status,
+            Status::Created | Status::Exited | Status::Dead
+        ) {
+            reclaimed += dir_size(&entry.paths.upper());
+            remove(engine, &entry, false, false).await?;
+            deleted.push(c.id);
+        }
+    }
+    Ok((deleted, reclaimed))
+}
+
+/// Bytes under a directory, without following links; for SizeRw and prune reports.
+pub fn dir_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += md.len();
+            }
+        }
+    }
+    total
+}

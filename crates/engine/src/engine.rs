@@ -1,0 +1,59 @@
+//! The engine: one per node, shared by every API handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::container_exec::ExecEntry;
+use crate::events::Events;
+use crate::table::Table;
+use crate::Config;
+
+pub struct Engine {
+    pub config: Config,
+    pub images: image::ImageStore,
+    pub runtime: runtime::Runtime,
+    pub containers: Table,
+    pub execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
+    pub events: Events,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Engine {
+    /// Opens the stores under the data dir and finds the containers a previous daemon left.
+    pub async fn open(
+        config: Config,
+    ) -> Result<Arc<Engine>, Box<dyn std::error::Error + Send + Sync>> {
+        for dir in [
+            &config.data_dir,
+            &config.containers_dir(),
+            &config.exec_root,
+            &config.runtime_dir(),
+        ] {
+            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        }
+        let images = image::ImageStore::open(
+            config.images_dir(),
+            image::StoreOptions {
+                insecure_registries: config.insecure_registries.clone(),
+            },
+        )?;
+        let runtime = runtime::Runtime::new(config.runtime_dir(), config.shim_exe.clone());
+        let engine = Arc::new(Engine {
+            config,
+            images,
+            runtime,
+            containers: Table::default(),
+            execs: Mutex::new(HashMap::new()),
+            events: Events::default(),
+            started: chrono::Utc::now(),
+        });
+        crate::recover::recover(&engine).await;
+        Ok(engine)
+    }
+}
+
+/// A random 64-hex id, as docker's.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}

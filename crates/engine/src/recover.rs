@@ -1,0 +1,108 @@
+//! Finding the containers a previous daemon left, after a restart or a `kill -9`.
+//!
+//! Running containers kept running under their shims: reconnect to them. Those whose shim is
+//! gone are marked exited with the code the shim recorded. Then restart policies apply.
+
+use std::sync::Arc;
+
+use crate::container::{Container, Paths, Status};
+use crate::table::Entry;
+use crate::Engine;
+
+pub async fn recover(engine: &Arc<Engine>) {
+    let dir = engine.config.containers_dir();
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for d in rd.flatten() {
+        let id = d.file_name().to_string_lossy().into_owned();
+        let paths = Paths::new(&dir, &id);
+        let c = match Container::load(&paths) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("skip container {id}: {e}");
+                continue;
+            }
+        };
+        if c.state.status == Status::Removing {
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            continue;
+        }
+        let entry = Entry::new(c.clone(), paths.clone());
+        if let Err(e) = engine.containers.insert(entry.clone()) {
+            tracing::warn!("skip container {id}: {e}");
+            continue;
+        }
+        if c.state.status.is_running() || c.state.status == Status::Restarting {
+            reattach(engine, &entry).await;
+        }
+    }
+    // Restart policies also apply when the daemon starts.
+    for entry in engine.containers.all() {
+        let c = entry.get();
+        if c.state.status.is_running() || c.state.manually_stopped {
+            continue;
+        }
+        let policy = c
+            .host_config
+            .restart_policy
+            .as_ref()
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let restart = match policy.as_str() {
+            "always" | "unless-stopped" => c.has_been_started,
+            "on-failure" => c.state.exit_code != 0 && c.has_been_started,
+            _ => false,
+        };
+        if restart {
+            if let Err(e) = crate::container_start::start(engine, &entry).await {
+                tracing::warn!("restart {} at daemon start: {e}", c.id);
+            }
+        }
+    }
+}
+
+async fn reattach(engine: &Arc<Engine>, entry: &Arc<Entry>) {
+    match engine.runtime.connect(&entry.id).await {
+        Ok(shim) => {
+            tracing::info!(id = %entry.id, "reconnected to running container");
+            entry.set_shim(Some(shim.clone()));
+            entry.phase.send_modify(|p| p.running = true);
+            crate::health::spawn(engine.clone(), entry.clone());
+            crate::container_start::spawn_monitor(engine.clone(), entry.clone(), shim);
+        }
+        Err(_) => {
+            let status = runtime::read_exit_file(&entry.paths.exit_file())
+                .ok()
+                .flatten();
+            let (code, oom, finished, error) = match status {
+                Some(s) => (
+                    s.code as i64,
+                    s.oom_killed,
+                    s.finished_at,
+                    s.error.unwrap_or_default(),
+                ),
+                None => (
+                    255,
+                    false,
+                    chrono::Utc::now(),
+                    "shim disappeared".to_string(),
+                ),
+            };
+            let _ = entry.update(|c| {
+                c.state.status = Status::Exited;
+                c.state.pid = 0;
+                c.state.exit_code = code;
+                c.state.oom_killed = oom;
+                c.state.finished_at = Some(finished);
+                c.state.error = error;
+            });
+            entry.phase.send_modify(|p| {
+                p.running = false;
+                p.exit_code = code;
+            });
+            crate::container_start::teardown(engine, &entry.id, entry).await;
+        }
+    }
+}
