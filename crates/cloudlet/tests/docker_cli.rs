@@ -64,7 +64,7 @@ fn detached_lifecycle() {
         "run",
         "-d",
         "--name",
-        "w",
+        "web",
         "busybox",
         "sh",
         "-c",
@@ -74,41 +74,48 @@ fn detached_lifecycle() {
     assert_eq!(id.len(), 64);
     let ps = d.ok(&["container", "ls"]);
     assert!(
-        ps.contains(&id[..12]) && ps.contains(" w\n") && ps.contains("Up "),
+        ps.contains(&id[..12]) && ps.contains(" web\n") && ps.contains("Up "),
         "{ps}"
     );
-    common::eventually("log line", 10, || d.ok(&["logs", "w"]).contains("started"));
+    common::eventually("log line", 10, || {
+        d.ok(&["logs", "web"]).contains("started")
+    });
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "w"])
-            .trim(),
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Running}}",
+            "web"
+        ])
+        .trim(),
         "running true"
     );
-    let host = d.ok(&["exec", "w", "hostname"]);
+    let host = d.ok(&["exec", "web", "hostname"]);
     assert_eq!(host.trim(), &id[..12]);
-    let top = d.ok(&["top", "w"]);
+    let top = d.ok(&["top", "web"]);
     assert!(top.contains("PID") && top.contains("sh -c"), "{top}");
     let stats = d.ok(&[
         "stats",
         "--no-stream",
         "--format",
         "{{.Name}} {{.PIDs}}",
-        "w",
+        "web",
     ]);
-    assert!(stats.starts_with("w "), "{stats}");
-    d.ok(&["pause", "w"]);
+    assert!(stats.starts_with("web "), "{stats}");
+    d.ok(&["pause", "web"]);
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}}", "w"]).trim(),
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]).trim(),
         "paused"
     );
-    d.ok(&["unpause", "w"]);
-    d.ok(&["stop", "w"]);
-    assert_eq!(d.ok(&["wait", "w"]).trim(), "7");
+    d.ok(&["unpause", "web"]);
+    d.ok(&["stop", "web"]);
+    assert_eq!(d.ok(&["wait", "web"]).trim(), "7");
     assert_eq!(
         d.ok(&[
             "inspect",
             "-f",
             "{{.State.Status}} {{.State.ExitCode}}",
-            "w"
+            "web"
         ])
         .trim(),
         "exited 7"
@@ -121,17 +128,17 @@ fn detached_lifecycle() {
         "--format",
         "{{.Names}} {{.Status}}",
     ]);
-    assert!(ps.starts_with("w Exited (7)"), "{ps}");
-    d.ok(&["restart", "w"]);
+    assert!(ps.starts_with("web Exited (7)"), "{ps}");
+    d.ok(&["restart", "web"]);
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Running}}", "w"]).trim(),
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
         "true"
     );
-    d.ok(&["kill", "w"]);
-    assert_eq!(d.ok(&["wait", "w"]).trim(), "137");
-    d.ok(&["rename", "w", "w2"]);
-    d.ok(&["rm", "w2"]);
-    let out = d.docker(&["inspect", "w2"]);
+    d.ok(&["kill", "web"]);
+    assert_eq!(d.ok(&["wait", "web"]).trim(), "137");
+    d.ok(&["rename", "web", "web2"]);
+    d.ok(&["rm", "web2"]);
+    let out = d.docker(&["inspect", "web2"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("No such object") || stderr(&out).contains("No such container"),
@@ -145,10 +152,10 @@ fn exec_stdin_env_user_and_workdir() {
     require_machine!();
     let d = Daemon::start();
     d.ok(&[
-        "run", "-d", "--name", "x", "-e", "A=1", "-w", "/tmp", "busybox", "sleep", "1000",
+        "run", "-d", "--name", "xc", "-e", "A=1", "-w", "/tmp", "busybox", "sleep", "1000",
     ]);
     assert_eq!(
-        d.ok(&["exec", "x", "sh", "-c", "echo $A $(pwd)"]),
+        d.ok(&["exec", "xc", "sh", "-c", "echo $A $(pwd)"]),
         "1 /tmp\n"
     );
     assert_eq!(
@@ -160,7 +167,7 @@ fn exec_stdin_env_user_and_workdir() {
             "/",
             "-u",
             "nobody",
-            "x",
+            "xc",
             "sh",
             "-c",
             "echo $A $(pwd) $(id -u)"
@@ -168,7 +175,7 @@ fn exec_stdin_env_user_and_workdir() {
         "2 / 65534\n"
     );
     let mut child = d
-        .docker_cmd(&["exec", "-i", "x", "cat"])
+        .docker_cmd(&["exec", "-i", "xc", "cat"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -182,7 +189,7 @@ fn exec_stdin_env_user_and_workdir() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "through stdin\n");
-    let out = d.docker(&["exec", "x", "sh", "-c", "exit 5"]);
+    let out = d.docker(&["exec", "xc", "sh", "-c", "exit 5"]);
     assert_eq!(out.status.code(), Some(5));
 }
 
@@ -194,17 +201,17 @@ fn logs_follow_tail_and_timestamps() {
         "run",
         "-d",
         "--name",
-        "l",
+        "lg",
         "busybox",
         "sh",
         "-c",
         "for i in 1 2 3 4 5; do echo line $i; done; sleep 1; echo last",
     ]);
     // -f returns when the container exits, with everything it printed.
-    let all = d.ok(&["logs", "-f", "l"]);
+    let all = d.ok(&["logs", "-f", "lg"]);
     assert_eq!(all, "line 1\nline 2\nline 3\nline 4\nline 5\nlast\n");
-    assert_eq!(d.ok(&["logs", "--tail", "2", "l"]), "line 5\nlast\n");
-    let ts = d.ok(&["logs", "-t", "--tail", "1", "l"]);
+    assert_eq!(d.ok(&["logs", "--tail", "2", "lg"]), "line 5\nlast\n");
+    let ts = d.ok(&["logs", "-t", "--tail", "1", "lg"]);
     assert!(ts.contains('T') && ts.ends_with(" last\n"), "{ts}");
 }
 

@@ -90,13 +90,19 @@ async fn start(
             tracing::warn!("exec start: {e}");
             return;
         }
-        pump(TokioIo::new(io), attach, tty).await;
+        let done = exec.done.subscribe();
+        pump(TokioIo::new(io), attach, tty, done).await;
     });
     Ok(resp)
 }
 
 /// Copies between the hijacked connection and the exec's streams until the process ends.
-async fn pump(io: TokioIo<hyper::upgrade::Upgraded>, attach: runtime::Attach, tty: bool) {
+async fn pump(
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    attach: runtime::Attach,
+    tty: bool,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) {
     use futures::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut rd, mut wr) = tokio::io::split(io);
@@ -128,6 +134,9 @@ async fn pump(io: TokioIo<hyper::upgrade::Upgraded>, attach: runtime::Attach, tt
         }
         let _ = wr.flush().await;
     }
+    // The docker CLI reads the exit code from /exec/{id}/json as soon as the stream closes:
+    // close it only once the exit is recorded.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done.wait_for(|d| *d)).await;
     let _ = wr.shutdown().await;
     to_process.abort();
 }

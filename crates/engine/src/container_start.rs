@@ -62,7 +62,7 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, entry: &Arc<Entry>) -> Ap
         }
         Err(e) => {
             // Docker leaves a container whose start failed as exited with code 127/126/128.
-            let code = if e.message.contains("not found") || e.message.contains("No such file") {
+            let code = if e.message.contains("not found") || e.message.contains("no such file") {
                 127
             } else if e.message.contains("permission denied") {
                 126
@@ -79,6 +79,28 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, entry: &Arc<Entry>) -> Ap
                 c.state.error = e.message.clone();
             });
             teardown(engine, &c.id, entry).await;
+            // Attach clients waiting for this start get nothing: end their streams.
+            entry
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            entry.phase.send_modify(|p| {
+                p.exits += 1;
+                p.exit_code = code;
+            });
+            // dockerd removes an --rm container whose start failed; `docker run --rm` waits
+            // for that removal.
+            if c.host_config.auto_remove == Some(true) {
+                let (engine, entry) = (engine.clone(), entry.clone());
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        crate::container_remove::remove(&engine, &entry, true, true).await
+                    {
+                        tracing::warn!("auto-remove {}: {e}", entry.id);
+                    }
+                });
+            }
             Err(e)
         }
     }
@@ -126,7 +148,7 @@ async fn launch(
         exit_file,
         runtime_class: crate::container_create::runtime_class(&c.host_config)?,
     };
-    let shim = engine.runtime.create(req).await?;
+    let shim = engine.runtime.create(req).await.map_err(|e| start_error(c, e))?;
     entry.set_shim(Some(shim.clone()));
     // Clients that attached before start (`docker run` does) get the shim now and must be
     // attached before the process runs, or they would miss its first output.
@@ -135,9 +157,30 @@ async fn launch(
         Ok(pid) => Ok((shim, pid)),
         Err(e) => {
             entry.set_shim(None);
-            Err(e.into())
+            Err(start_error(c, e))
         }
     }
+}
+
+/// Start failures in runc's words, which the docker CLI matches to pick its exit code
+/// (127 for a missing executable, 126 for one it may not run).
+fn start_error(c: &Container, e: runtime::Error) -> ApiError {
+    let msg = crate::error::chain(&e);
+    let path = &c.path;
+    let reason = if msg.contains("not found") || msg.contains("No such file") {
+        if path.contains('/') {
+            format!("exec: \"{path}\": stat {path}: no such file or directory")
+        } else {
+            format!("exec: \"{path}\": executable file not found in $PATH")
+        }
+    } else if msg.contains("ermission denied") {
+        format!("exec: \"{path}\": permission denied")
+    } else {
+        return ApiError::from(e);
+    };
+    ApiError::bad_request(format!(
+        "failed to create task for container: unable to start container process: {reason}: unknown"
+    ))
 }
 
 fn log_options(c: &Container) -> (u64, u32) {
