@@ -72,7 +72,7 @@ async fn list(
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     let mut containers: Vec<_> = engine.containers.all().iter().map(|e| e.get()).collect();
-    containers.sort_by(|a, b| b.created.cmp(&a.created));
+    containers.sort_by_key(|c| std::cmp::Reverse(c.created));
     for c in containers {
         if !all
             && !c.state.status.is_running()

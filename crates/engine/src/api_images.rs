@@ -287,11 +287,7 @@ fn progress_json(p: &image::Progress) -> Value {
         let current = p.current.unwrap_or(0);
         v["progressDetail"] = json!({"current": current, "total": total});
         let width = 50;
-        let done = if total > 0 {
-            (current.min(total) * width / total) as usize
-        } else {
-            0
-        };
+        let done = (current.min(total) * width).checked_div(total).unwrap_or(0) as usize;
         let bar = format!(
             "[{}>{}]",
             "=".repeat(done.saturating_sub(1)),

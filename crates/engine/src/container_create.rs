@@ -73,7 +73,7 @@ pub async fn create(
     Ok((id, Vec::new()))
 }
 
-fn validate_name(name: &str) -> ApiResult<()> {
+pub(crate) fn validate_name(name: &str) -> ApiResult<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
@@ -118,9 +118,7 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
         let retries = rp.maximum_retry_count.unwrap_or(0);
         match name.as_str() {
             "" | "no" | "always" | "unless-stopped" if retries != 0 => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )))
+                return Err(ApiError::bad_request("invalid restart policy: maximum retry count can only be used with 'on-failure'"))
             }
             _ if retries < 0 => {
                 return Err(ApiError::bad_request(
@@ -309,8 +307,4 @@ mod tests {
         };
         assert_eq!(validate_host_config(&hc).unwrap_err().status, 404);
     }
-}
-
-pub(crate) fn validate_name_pub(name: &str) -> ApiResult<()> {
-    validate_name(name)
 }

@@ -246,7 +246,7 @@ pub fn matches(c: &Container, filters: &HashMap<String, Vec<String>>) -> ApiResu
                     .and_then(|h| h.status)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "none".into());
-                values.iter().any(|v| *v == h)
+                values.contains(&h)
             }
             "before" | "since" | "volume" | "network" | "publish" | "expose" | "is-task" => true,
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),

@@ -81,7 +81,7 @@ pub async fn rename(engine: &Arc<Engine>, entry: &Arc<Entry>, new_name: &str) ->
             "Renaming a container with the same name as its current name",
         ));
     }
-    crate::container_create::validate_name_pub(new_name)?;
+    crate::container_create::validate_name(new_name)?;
     engine.containers.rename(&entry.id, new_name)?;
     entry.update(|c| c.name = new_name.to_string())?;
     let attrs = HashMap::from([

@@ -148,7 +148,11 @@ async fn launch(
         exit_file,
         runtime_class: crate::container_create::runtime_class(&c.host_config)?,
     };
-    let shim = engine.runtime.create(req).await.map_err(|e| start_error(c, e))?;
+    let shim = engine
+        .runtime
+        .create(req)
+        .await
+        .map_err(|e| start_error(c, e))?;
     entry.set_shim(Some(shim.clone()));
     // Clients that attached before start (`docker run` does) get the shim now and must be
     // attached before the process runs, or they would miss its first output.
