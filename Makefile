@@ -8,7 +8,7 @@ UP_PACKAGES := busybox-static libseccomp-dev pkg-config tini runc curl ca-certif
 TEST_PACKAGES := $(UP_PACKAGES) docker-registry skopeo jq crun
 BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci
 
-.PHONY: up test bench lint build release deps-up deps-test deps-bench install
+.PHONY: up test bench lint build release deps-up deps-test deps-bench install pysdk
 
 deps-up:
 	@scripts/deps.sh $(UP_PACKAGES)
@@ -37,8 +37,13 @@ lint: deps-up
 
 ## test: install what the tests need, then fmt, clippy and every test (as root: the tests
 ## use namespaces, cgroups and overlayfs for real).
-test: deps-test lint
+test: deps-test pysdk lint
 	$(CARGO) test --workspace --no-fail-fast
+
+# The Python docker SDK, an acceptance client, in a venv of its own (from PyPI).
+pysdk:
+	@test -x target/pysdk/bin/python || python3 -m venv target/pysdk
+	@target/pysdk/bin/python -c 'import docker' 2>/dev/null || target/pysdk/bin/pip install -q docker
 
 bench: deps-bench release
 	bench/run.sh

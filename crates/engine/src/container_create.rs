@@ -31,8 +31,9 @@ pub async fn create(
         }
         None => generate_name(engine),
     };
-    let host_config = body.host_config.clone().unwrap_or_default();
+    let mut host_config = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host_config)?;
+    default_host_config(&mut host_config)?;
 
     let images = engine.images.clone();
     let r = image_ref.clone();
@@ -140,6 +141,42 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
     runtime_class(hc)?;
     for b in hc.binds.iter().flatten() {
         crate::container_start::parse_bind(b)?;
+    }
+    Ok(())
+}
+
+/// What dockerd fills in on create, and clients (the Python SDK) read back.
+fn default_host_config(hc: &mut HostConfig) -> ApiResult<()> {
+    use bollard_stubs::models::{HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
+    let log = hc
+        .log_config
+        .get_or_insert_with(HostConfigLogConfig::default);
+    match log.typ.as_deref() {
+        None | Some("") | Some("json-file") => log.typ = Some("json-file".into()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "logging driver {other:?} is not supported; cloudlet writes json-file logs"
+            )))
+        }
+    }
+    log.config.get_or_insert_with(HashMap::new);
+    if hc
+        .network_mode
+        .as_deref()
+        .is_none_or(|m| m.is_empty() || m == "default")
+    {
+        hc.network_mode = Some("bridge".into());
+    }
+    let rp = hc.restart_policy.get_or_insert_with(RestartPolicy::default);
+    if matches!(rp.name, None | Some(RestartPolicyNameEnum::EMPTY)) {
+        rp.name = Some(RestartPolicyNameEnum::NO);
+    }
+    rp.maximum_retry_count.get_or_insert(0);
+    if hc.shm_size.is_none_or(|s| s <= 0) {
+        hc.shm_size = Some(64 * 1024 * 1024);
+    }
+    if hc.runtime.as_deref().is_none_or(str::is_empty) {
+        hc.runtime = Some("libcontainer".into());
     }
     Ok(())
 }

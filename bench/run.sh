@@ -1,0 +1,121 @@
+#!/bin/bash
+# cloudlet's benchmarks, side by side with its peers in one run on this machine (make bench).
+# Prints a markdown report (also written to bench/out/report.md) with medians and ratios.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/bench/out"
+mkdir -p "$out"
+bin="$root/target/release/cloudlet"
+runs=${RUNS:-20}
+work=$(mktemp -d /tmp/clb.XXXX)
+sock="$work/run/d.sock"
+export DOCKER_HOST="unix://$sock"
+report="$out/report.md"
+: > "$report"
+say() { echo "$*" | tee -a "$report"; }
+
+cleanup() {
+  "$bin" rm -f $("$bin" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+  [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null || true
+  [ -n "${registry:-}" ] && kill "$registry" 2>/dev/null || true
+  podman rm -af >/dev/null 2>&1 || true
+  grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin" server --data-dir "$work/data" --exec-root "$work/run" --socket "$sock" 2>"$work/daemon.log" &
+daemon=$!
+for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+"$root/scripts/busybox-rootfs.sh" "$work/bb.tar"
+"$bin" import "$work/bb.tar" busybox:latest >/dev/null
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# time_ms CMD...: one run's wall time in ms
+time_ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+bench() { local i; for i in $(seq 1 "$runs"); do time_ms "$@"; done | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+say "# cloudlet benchmarks"
+say ""
+say "$(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r), $runs runs each, medians. Command: \`make bench\`."
+say ""
+
+# --- 1. start latency -------------------------------------------------------------------
+podman rm -af >/dev/null 2>&1 || true
+podman rmi -f localhost/busybox:latest >/dev/null 2>&1 || true
+podman import "$work/bb.tar" localhost/busybox:latest >/dev/null
+mkdir -p "$work/bundle/rootfs" && tar -C "$work/bundle/rootfs" -xf "$work/bb.tar"
+(cd "$work/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
+runc_run() { runc --root "$work/runc" run --bundle "$work/bundle" "b$RANDOM$RANDOM"; }
+
+"$bin" run --rm --network none busybox true >/dev/null  # warm the layer snapshot
+c=$(bench "$bin" run --rm --network none busybox true)
+p=$(bench podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true)
+r=$(bench runc_run)
+say "## Start latency: run --rm --network none busybox true"
+say ""
+say "| | median ms | cloudlet ÷ this |"
+say "| --- | ---: | ---: |"
+say "| cloudlet (end to end, CLI → API → shim → libcontainer) | $c | 1.00 |"
+say "| podman --runtime runc run --rm | $p | $(ratio "$c" "$p") |"
+say "| runc run (prepared bundle, no image or API) | $r | $(ratio "$c" "$r") |"
+say ""
+say "Targets: ≤ 0.25 × podman, ≤ 0.5 × bare runc."
+say ""
+
+# --- 2. memory ---------------------------------------------------------------------------
+n=${IDLE:-20}
+avail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
+sync; echo 3 > /proc/sys/vm/drop_caches
+before=$(avail)
+for i in $(seq 1 "$n"); do "$bin" run -d --network none busybox sleep 100000 >/dev/null; done
+sleep 2
+sync; echo 3 > /proc/sys/vm/drop_caches
+after=$(avail)
+shim_rss=$(ps -C cloudlet -o rss=,args= | awk '/ shim /{s+=$1; n++} END {printf "%.0f", s/n}')
+per=$(( (before - after) / n ))
+daemon_rss=$(awk '/VmRSS/ {print $2}' /proc/$daemon/status)
+"$bin" rm -f $("$bin" ps -q) >/dev/null
+say "## Memory"
+say ""
+say "| | KiB |"
+say "| --- | ---: |"
+say "| shim RSS per idle container (mean of $n) | $shim_rss |"
+say "| host memory per idle container (MemAvailable drop ÷ $n, shim + kernel) | $per |"
+say "| daemon RSS with $n containers | $daemon_rss |"
+say ""
+say "Targets: ≤ 2048 KiB per idle container, ≤ 30720 KiB daemon idle."
+say ""
+
+# --- 3. pull from a loopback registry ----------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/reg.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/reg}}
+http: {addr: 127.0.0.1:$port}
+YML
+docker-registry serve "$work/reg.yml" >/dev/null 2>&1 &
+registry=$!
+for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+python3 "$root/bench/make_image.py" "$work/big.tar" 4 25  # 4 layers of 25 MiB of random data
+"$bin" load -i "$work/big.tar" >/dev/null
+img="127.0.0.1:$port/bench/big:1"
+"$bin" tag bench/big:1 "$img" && "$bin" push "$img" >/dev/null
+pull_cloudlet() { "$bin" rmi -f "$img" bench/big:1 >/dev/null 2>&1; "$bin" pull "$img"; }
+pull_podman() { podman rmi -f "$img" >/dev/null 2>&1; podman pull --tls-verify=false "$img"; }
+pull_skopeo() { rm -rf "$work/oci" "$work/unpacked"; skopeo copy --src-tls-verify=false "docker://$img" "oci:$work/oci:big" && umoci unpack --image "$work/oci:big" "$work/unpacked"; }
+runs_pull=${PULL_RUNS:-5}
+pc=$(for i in $(seq 1 "$runs_pull"); do time_ms pull_cloudlet; done | median)
+pp=$(for i in $(seq 1 "$runs_pull"); do time_ms pull_podman; done | median)
+ps_=$(for i in $(seq 1 "$runs_pull"); do time_ms pull_skopeo; done | median)
+say "## Pull of a 100 MiB, 4-layer image from a loopback registry (docker-registry), $runs_pull runs"
+say ""
+say "| | median ms | cloudlet ÷ this |"
+say "| --- | ---: | ---: |"
+say "| cloudlet pull (fetch, verify, unpack) | $pc | 1.00 |"
+say "| podman pull | $pp | $(ratio "$pc" "$pp") |"
+say "| skopeo copy + umoci unpack | $ps_ | $(ratio "$pc" "$ps_") |"
+say ""
+say "Target: ≤ 1.0 × their time."
