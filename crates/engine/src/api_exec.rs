@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::api_containers::{int, Params};
-use crate::container_exec;
+use crate::{container_exec, container_io};
 use crate::error::{ApiError, ApiResult};
 use crate::Engine;
 
@@ -90,55 +90,17 @@ async fn start(
             tracing::warn!("exec start: {e}");
             return;
         }
-        let done = exec.done.subscribe();
-        pump(TokioIo::new(io), attach, tty, done).await;
+        // The docker CLI reads the exit code from /exec/{id}/json as soon as the stream
+        // closes: close it only once the exit is recorded.
+        let mut done = exec.done.subscribe();
+        let recorded = async move {
+            let wait = done.wait_for(|d| *d);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
+        };
+        let (rd, wr) = tokio::io::split(TokioIo::new(io));
+        container_io::pump(rd, wr, attach, tty, true, recorded).await;
     });
     Ok(resp)
-}
-
-/// Copies between the hijacked connection and the exec's streams until the process ends.
-async fn pump(
-    io: TokioIo<hyper::upgrade::Upgraded>,
-    attach: runtime::Attach,
-    tty: bool,
-    mut done: tokio::sync::watch::Receiver<bool>,
-) {
-    use futures::StreamExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let runtime::Attach { input, output } = attach;
-    let to_process = tokio::spawn(async move {
-        let Some(mut input) = input else { return };
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if input.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = input.shutdown().await;
-    });
-    let mut output = std::pin::pin!(output);
-    while let Some(o) = output.next().await {
-        let bytes = match (o, tty) {
-            (runtime::Output::Stdout(b) | runtime::Output::Stderr(b), true) => b,
-            (runtime::Output::Stdout(b), false) => crate::hijack::frame(crate::hijack::STDOUT, &b),
-            (runtime::Output::Stderr(b), false) => crate::hijack::frame(crate::hijack::STDERR, &b),
-        };
-        if wr.write_all(&bytes).await.is_err() {
-            break;
-        }
-        let _ = wr.flush().await;
-    }
-    // The docker CLI reads the exit code from /exec/{id}/json as soon as the stream closes:
-    // close it only once the exit is recorded.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done.wait_for(|d| *d)).await;
-    let _ = wr.shutdown().await;
-    to_process.abort();
 }
 
 async fn resize(

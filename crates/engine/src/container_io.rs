@@ -53,7 +53,7 @@ pub async fn attach(
     let c = entry.get();
     let tty = c.tty();
     let io = TokioIo::new(io);
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (rd, mut wr) = tokio::io::split(io);
     if opts.logs {
         let log = entry.paths.log(&c.id);
         let read = runtime::logs::ReadOptions {
@@ -87,9 +87,27 @@ pub async fn attach(
     if let Some(ack) = ack {
         let _ = ack.send(());
     }
-    let runtime::Attach { input, output } = attached?;
     let stdin_once = c.config.stdin_once.unwrap_or(false);
-    let to_container = async move {
+    pump(rd, wr, attached?, tty, stdin_once, async {}).await;
+    Ok(())
+}
+
+/// Copies between a hijacked connection and a process's streams until the process's output
+/// ends; the client's EOF only closes the process's stdin (when `close_stdin` — docker's
+/// StdinOnce — says so). `before_close` runs before the connection is closed.
+pub async fn pump<R, W>(
+    mut rd: R,
+    mut wr: W,
+    attach: runtime::Attach,
+    tty: bool,
+    close_stdin: bool,
+    before_close: impl std::future::Future<Output = ()>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let runtime::Attach { input, output } = attach;
+    let to_process = tokio::spawn(async move {
         let Some(mut input) = input else { return };
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -102,31 +120,24 @@ pub async fn attach(
                 }
             }
         }
-        // The client closed its side: close the container's stdin if it asked for
-        // StdinOnce (docker run -i does), so `cat` sees EOF.
-        if stdin_once {
+        if close_stdin {
             let _ = input.shutdown().await;
         }
-    };
-    let from_container = async move {
-        let mut output = std::pin::pin!(output);
-        while let Some(out) = output.next().await {
-            let bytes = match out {
-                runtime::Output::Stdout(b) => encode(tty, false, &b),
-                runtime::Output::Stderr(b) => encode(tty, true, &b),
-            };
-            if wr.write_all(&bytes).await.is_err() {
-                return;
-            }
-            let _ = wr.flush().await;
+    });
+    let mut output = std::pin::pin!(output);
+    while let Some(out) = output.next().await {
+        let bytes = match out {
+            runtime::Output::Stdout(b) => encode(tty, false, &b),
+            runtime::Output::Stderr(b) => encode(tty, true, &b),
+        };
+        if wr.write_all(&bytes).await.is_err() {
+            break;
         }
-        let _ = wr.shutdown().await;
-    };
-    // The process's end ends the attach; the client's EOF only closes stdin.
-    let to_container = tokio::spawn(to_container);
-    from_container.await;
-    to_container.abort();
-    Ok(())
+        let _ = wr.flush().await;
+    }
+    before_close.await;
+    let _ = wr.shutdown().await;
+    to_process.abort();
 }
 
 /// The running shim, or (for a created container) the one its start will bring.
