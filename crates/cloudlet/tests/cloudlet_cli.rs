@@ -48,3 +48,27 @@ fn no_daemon_is_one_clear_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn userns_private_maps_root_to_an_unprivileged_range() {
+    require_machine!();
+    let d = Daemon::start();
+    let out = d.cloudlet(&[
+        "run",
+        "--rm",
+        "--userns",
+        "private",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; touch /made && ls -ln /bin/busybox",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}\n{}", stderr(&out), d.log());
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("0"));
+    let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", "100000", "65536"]);
+    // Image files look root-owned inside, though they are 100000 on the host.
+    assert!(lines.next().unwrap().contains(" 0 "), "{text}");
+}

@@ -13,9 +13,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::api_containers::{int, Params};
-use crate::{container_exec, container_io};
 use crate::error::{ApiError, ApiResult};
 use crate::Engine;
+use crate::{container_exec, container_io};
 
 pub fn routes() -> Router<Arc<Engine>> {
     Router::new()

@@ -139,6 +139,14 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
         return Err(ApiError::not_found(format!("network {mode} not found")));
     }
     runtime_class(hc)?;
+    match hc.userns_mode.as_deref().unwrap_or("") {
+        "" | "host" | "private" | "auto" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid userns mode {other:?}: use host, private or auto"
+            )))
+        }
+    }
     for b in hc.binds.iter().flatten() {
         crate::container_start::parse_bind(b)?;
     }

@@ -118,10 +118,20 @@ async fn launch(
     let c2 = c.clone();
     let (bundle, exit_file) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
         let img = images.resolve(&image_id)?;
-        let layers = images.layers(&img)?;
         for d in [paths.upper(), paths.work(), paths.rootfs(), paths.bundle()] {
             std::fs::create_dir_all(&d)?;
         }
+        // In a user namespace the container's root is host uid USERNS_HOST_ID: it gets layers
+        // owned accordingly, and owns its writable layer.
+        let layers = if userns(&c2) {
+            let shift = runtime::spec::USERNS_HOST_ID;
+            for d in [paths.upper(), paths.work()] {
+                std::os::unix::fs::chown(&d, Some(shift), Some(shift))?;
+            }
+            images.layers_shifted(&img, shift)?
+        } else {
+            images.layers(&img)?
+        };
         runtime::rootfs::unmount(&paths.rootfs())?;
         runtime::rootfs::mount_overlay(&layers, &paths.upper(), &paths.work(), &paths.rootfs())?;
         let opts = spec_options(&c2, &paths)?;
@@ -216,6 +226,15 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     num.trim().parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// `--userns=private` (or `auto`) asks for a user namespace; docker's "host" or nothing
+/// shares the host's.
+fn userns(c: &Container) -> bool {
+    matches!(
+        c.host_config.userns_mode.as_deref(),
+        Some("private") | Some("auto")
+    )
 }
 
 /// `-v /host:/ctr[:ro|rw]`; named volumes come with the volumes issue.
@@ -335,7 +354,7 @@ fn spec_options(c: &Container, paths: &crate::container::Paths) -> ApiResult<Spe
         tmpfs: hc.tmpfs.clone().unwrap_or_default().into_iter().collect(),
         binds,
         init: hc.init.unwrap_or(false),
-        userns: matches!(hc.userns_mode.as_deref(), Some("private") | Some("auto")),
+        userns: userns(c),
         network,
         cgroup_path: format!("/cloudlet/{}", c.id),
         rootfs: paths.rootfs(),

@@ -15,6 +15,7 @@ mod push;
 mod reference;
 mod registry;
 mod remove;
+mod shift;
 mod snapshot;
 mod state;
 mod store;
