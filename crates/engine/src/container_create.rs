@@ -41,7 +41,12 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
 
-    let config = merge_config(&body, &img);
+    let images = engine.images.clone();
+    let i2 = img.clone();
+    let raw_config = tokio::task::spawn_blocking(move || images.raw_config(&i2))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let config = merge_config(&body, &img, &raw_config);
     let (path, args) = command(&config)?;
     let id = new_id();
     let container = Container {
@@ -202,7 +207,11 @@ pub fn runtime_class(hc: &HostConfig) -> ApiResult<runtime::RuntimeClass> {
 }
 
 /// The create request over the image's defaults, as docker merges them.
-fn merge_config(body: &ContainerCreateBody, img: &image::Image) -> ContainerConfig {
+fn merge_config(
+    body: &ContainerCreateBody,
+    img: &image::Image,
+    raw_config: &serde_json::Value,
+) -> ContainerConfig {
     let ic = img.config.config().clone().unwrap_or_default();
     let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
     for e in body.env.iter().flatten() {
@@ -242,7 +251,10 @@ fn merge_config(body: &ContainerCreateBody, img: &image::Image) -> ContainerConf
             volumes.push(v.clone());
         }
     }
-    let healthcheck = body.healthcheck.clone().or_else(|| image_healthcheck(img));
+    let healthcheck = body
+        .healthcheck
+        .clone()
+        .or_else(|| image_healthcheck(raw_config));
     ContainerConfig {
         hostname: body.hostname.clone().filter(|h| !h.is_empty()),
         domainname: body.domainname.clone(),
@@ -283,9 +295,8 @@ fn merge_config(body: &ContainerCreateBody, img: &image::Image) -> ContainerConf
 }
 
 /// HEALTHCHECK is not in the OCI config struct; docker keeps it in the config JSON as
-/// `config.Healthcheck`, which the image crate preserves in its raw form when present.
-fn image_healthcheck(img: &image::Image) -> Option<bollard_stubs::models::HealthConfig> {
-    let raw = serde_json::to_value(&img.config).ok()?;
+/// `config.Healthcheck`.
+fn image_healthcheck(raw: &serde_json::Value) -> Option<bollard_stubs::models::HealthConfig> {
     let hc = raw.get("config")?.get("Healthcheck")?;
     serde_json::from_value(hc.clone()).ok()
 }

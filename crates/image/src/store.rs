@@ -155,6 +155,13 @@ impl ImageStore {
     }
 
     /// The directory everything lives under.
+    /// The image's config blob as JSON, with the docker fields OCI's struct drops
+    /// (`config.Healthcheck`, `config.OnBuild`, `config.Shell`).
+    pub fn raw_config(&self, image: &Image) -> Result<serde_json::Value, Error> {
+        let raw = self.inner.blobs.read(&image.id)?;
+        serde_json::from_slice(&raw).map_err(Error::json(format!("config of image {}", image.id)))
+    }
+
     pub fn root(&self) -> &std::path::Path {
         &self.inner.root
     }
