@@ -80,6 +80,19 @@ fn a_container_that_exits_while_the_daemon_is_down_is_seen_exited() {
 }
 
 #[test]
+fn an_rm_container_that_exits_while_the_daemon_is_down_is_removed() {
+    require_machine!();
+    let mut d = Daemon::start();
+    d.ok(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "1",
+    ]);
+    d.kill9_and_restart();
+    common::eventually("removal", 15, || {
+        d.ok(&["ps", "-aq", "--filter", "name=gone"]).is_empty()
+    });
+}
+
+#[test]
 fn restart_policy_always_restarts() {
     require_machine!();
     let d = Daemon::start();

@@ -103,6 +103,11 @@ async fn reattach(engine: &Arc<Engine>, entry: &Arc<Entry>) {
                 p.exit_code = code;
             });
             crate::container_start::teardown(engine, &entry.id, entry).await;
+            if entry.get().host_config.auto_remove == Some(true) {
+                if let Err(e) = crate::container_remove::remove(engine, entry, true, true).await {
+                    tracing::warn!("auto-remove {}: {e}", entry.id);
+                }
+            }
         }
     }
 }
