@@ -65,25 +65,34 @@ say "Targets: ≤ 0.25 × podman, ≤ 0.5 × bare runc."
 say ""
 
 # --- 2. memory ---------------------------------------------------------------------------
+# Per idle container the host pays for: its shim (PSS: the binary's shared pages are split
+# among the shims that map them, as the kernel really does) and the kernel objects charged to
+# the container's memory cgroup besides its own process (namespaces, mounts, page tables).
 n=${IDLE:-20}
-avail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
-sync; echo 3 > /proc/sys/vm/drop_caches
-before=$(avail)
 for i in $(seq 1 "$n"); do "$bin" run -d --network none busybox sleep 100000 >/dev/null; done
 sleep 2
-sync; echo 3 > /proc/sys/vm/drop_caches
-after=$(avail)
-shim_rss=$(ps -C cloudlet -o rss=,args= | awk '/ shim /{s+=$1; n++} END {printf "%.0f", s/n}')
-per=$(( (before - after) / n ))
+shims=$(pgrep -f "^$bin shim" || true)
+shim_pss=$(for p in $shims; do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done | awk '{s+=$1; n++} END {printf "%.0f", s/n}')
+shim_rss=$(for p in $shims; do awk '/^VmRSS/ {print $2}' /proc/$p/status; done | awk '{s+=$1; n++} END {printf "%.0f", s/n}')
+cg_kib=$(for id in $("$bin" ps -q --no-trunc); do
+  f=/sys/fs/cgroup/memory/cloudlet/$id/memory.usage_in_bytes
+  [ -f "$f" ] || f=/sys/fs/cgroup/cloudlet/$id/memory.current
+  cat "$f"
+done | awk '{s+=$1; n++} END {printf "%.0f", s/n/1024}')
 daemon_rss=$(awk '/VmRSS/ {print $2}' /proc/$daemon/status)
 "$bin" rm -f $("$bin" ps -q) >/dev/null
+sleep 1
+daemon_idle=$(awk '/VmRSS/ {print $2}' /proc/$daemon/status)
 say "## Memory"
 say ""
 say "| | KiB |"
 say "| --- | ---: |"
-say "| shim RSS per idle container (mean of $n) | $shim_rss |"
-say "| host memory per idle container (MemAvailable drop ÷ $n, shim + kernel) | $per |"
+say "| shim PSS per idle container (mean of $n) | $shim_pss |"
+say "| shim RSS per idle container (counts the shared binary pages in full) | $shim_rss |"
+say "| container cgroup charge (sleep process + kernel objects), mean | $cg_kib |"
+say "| host memory per idle container: shim PSS + cgroup charge | $((shim_pss + cg_kib)) |"
 say "| daemon RSS with $n containers | $daemon_rss |"
+say "| daemon RSS idle, after removing them | $daemon_idle |"
 say ""
 say "Targets: ≤ 2048 KiB per idle container, ≤ 30720 KiB daemon idle."
 say ""

@@ -143,6 +143,7 @@ async fn launch(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
 
+    tracing::debug!(id = %c.id, "rootfs mounted and bundle written");
     let (max_size, max_files) = log_options(c);
     let req = runtime::StartRequest {
         id: c.id.clone(),
@@ -163,12 +164,16 @@ async fn launch(
         .create(req)
         .await
         .map_err(|e| start_error(c, e))?;
+    tracing::debug!(id = %c.id, "shim created the container");
     entry.set_shim(Some(shim.clone()));
     // Clients that attached before start (`docker run` does) get the shim now and must be
     // attached before the process runs, or they would miss its first output.
     crate::container_io::hand_over_pending(entry, &shim).await;
     match shim.start().await {
-        Ok(pid) => Ok((shim, pid)),
+        Ok(pid) => {
+            tracing::debug!(id = %c.id, pid, "process started");
+            Ok((shim, pid))
+        }
         Err(e) => {
             entry.set_shim(None);
             Err(start_error(c, e))
