@@ -238,6 +238,8 @@ fn errors_come_back_in_dockers_shape() {
         "{}",
         stderr(&out)
     );
+    let out = d.docker(&["run", "-d", "-p", "8080:80", "busybox", "true"]);
+    assert!(stderr(&out).contains("port publishing"), "{}", stderr(&out));
     // Bad input changed nothing: one container.
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
     d.ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "100"]);

@@ -139,6 +139,13 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
             ));
         }
     }
+    // Publishing needs the bridge network (the networking issue): refuse rather than ignore.
+    let publishes = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
+    if publishes || hc.publish_all_ports == Some(true) {
+        return Err(ApiError::bad_request(
+            "port publishing (-p/-P) is not supported yet: this cloudlet has no bridge network",
+        ));
+    }
     let mode = hc.network_mode.as_deref().unwrap_or("");
     if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
         return Err(ApiError::not_found(format!("network {mode} not found")));
