@@ -8,7 +8,7 @@ UP_PACKAGES := busybox-static libseccomp-dev pkg-config tini runc curl ca-certif
 TEST_PACKAGES := $(UP_PACKAGES) docker-registry skopeo jq crun
 BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci
 
-.PHONY: up test bench lint build release deps-up deps-test deps-bench install pysdk
+.PHONY: up test bench lint build release deps-up deps-test deps-bench install pysdk fuzz
 
 deps-up:
 	@scripts/deps.sh $(UP_PACKAGES)
@@ -47,3 +47,9 @@ pysdk:
 
 bench: deps-bench release
 	bench/run.sh
+
+## fuzz: the decoders under libFuzzer (cargo install cargo-fuzz first); FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
