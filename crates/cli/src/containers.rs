@@ -23,7 +23,7 @@ pub struct ContainersArgs {
     pub containers: Vec<String>,
 }
 
-/// Stop one or more running containers.
+/// Stop (or restart) one or more running containers.
 #[derive(clap::Args, Debug)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container
@@ -46,18 +46,8 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
-/// Restart one or more containers.
-#[derive(clap::Args, Debug)]
-pub struct RestartArgs {
-    /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", visible_alias = "timeout")]
-    pub time: Option<i32>,
-    /// Signal to send to the container
-    #[arg(short, long)]
-    pub signal: Option<String>,
-    #[arg(required = true)]
-    pub containers: Vec<String>,
-}
+/// `restart` takes `stop`'s flags: the stop half is a stop.
+pub type RestartArgs = StopArgs;
 
 /// Remove one or more containers.
 #[derive(clap::Args, Debug)]
