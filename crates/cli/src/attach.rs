@@ -53,19 +53,7 @@ pub async fn pump(
 
     let result = async {
         while let Some(item) = output.next().await {
-            match item? {
-                LogOutput::StdErr { message } => {
-                    let mut e = std::io::stderr().lock();
-                    e.write_all(&message)?;
-                    e.flush()?;
-                }
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(&message)?;
-                    o.flush()?;
-                }
-                LogOutput::StdIn { .. } => {}
-            }
+            write_output(item?)?;
         }
         Ok(())
     }
@@ -77,6 +65,45 @@ pub async fn pump(
         w.abort();
     }
     result
+}
+
+/// Writes one piece of container output where it belongs: stderr or stdout.
+pub fn write_output(item: LogOutput) -> std::io::Result<()> {
+    match item {
+        LogOutput::StdErr { message } => {
+            let mut e = std::io::stderr().lock();
+            e.write_all(&message)?;
+            e.flush()
+        }
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&message)?;
+            o.flush()
+        }
+        LogOutput::StdIn { .. } => Ok(()),
+    }
+}
+
+/// Streams an attached container (signals proxied unless it has a TTY, terminal size
+/// followed) until its output ends. Gives the pump's result and then the exit code, or
+/// `None` when the user detached; separately, so `run --rm` can still remove an exited
+/// container whose output could not all be written.
+pub async fn follow_container(
+    docker: &Docker,
+    id: &str,
+    (output, input): (Output, Input),
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+) -> (Result<()>, Result<Option<i64>>) {
+    let proxy = (sig_proxy && !tty).then(|| proxy_signals(docker, id));
+    let resize = Some(ResizeTarget::Container(id.to_string()));
+    let pumped = pump(docker, output, input, stdin, tty, resize).await;
+    let exit = exit_or_detached(docker, id, stdin).await;
+    if let Some(p) = proxy {
+        p.abort();
+    }
+    (pumped, exit)
 }
 
 /// Feeds stdin to the container and closes its write side at end of input, so that programs
@@ -210,20 +237,8 @@ pub async fn attach(docker: &Docker, a: AttachArgs) -> Result<i32> {
     let config = info.config.unwrap_or_default();
     let tty = config.tty.unwrap_or(false);
     let stdin = !a.no_stdin && config.open_stdin.unwrap_or(false);
-    let (output, input) = open(docker, &id, stdin, a.detach_keys).await?;
-    let proxy = (a.sig_proxy && !tty).then(|| proxy_signals(docker, &id));
-    let result = pump(
-        docker,
-        output,
-        input,
-        stdin,
-        tty,
-        Some(ResizeTarget::Container(id.clone())),
-    )
-    .await;
-    if let Some(p) = proxy {
-        p.abort();
-    }
-    result?;
-    Ok(exit_or_detached(docker, &id, stdin).await?.unwrap_or(0) as i32)
+    let streams = open(docker, &id, stdin, a.detach_keys).await?;
+    let (pumped, exit) = follow_container(docker, &id, streams, stdin, tty, a.sig_proxy).await;
+    pumped?;
+    Ok(exit?.unwrap_or(0) as i32)
 }

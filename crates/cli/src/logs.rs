@@ -1,9 +1,6 @@
 //! `logs`.
 
-use std::io::Write;
-
 use anyhow::Result;
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures::StreamExt;
@@ -53,19 +50,7 @@ pub async fn logs(d: &Docker, a: LogsArgs) -> Result<i32> {
     };
     let mut stream = d.logs(&a.container, Some(opts));
     while let Some(item) = stream.next().await {
-        match item? {
-            LogOutput::StdErr { message } => {
-                let mut e = std::io::stderr().lock();
-                e.write_all(&message)?;
-                e.flush()?;
-            }
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(&message)?;
-                o.flush()?;
-            }
-            LogOutput::StdIn { .. } => {}
-        }
+        crate::attach::write_output(item?)?;
     }
     Ok(0)
 }

@@ -7,9 +7,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
-use crate::attach::{exit_or_detached, open, proxy_signals, pump};
+use crate::attach::{follow_container, open};
 use crate::opts::ContainerOpts;
-use crate::tty::ResizeTarget;
 use crate::{daemon_message, item_error, status_code, Exit};
 
 /// Create and run a new container from an image.
@@ -206,7 +205,7 @@ pub async fn run(docker: &Docker, a: RunArgs) -> Result<i32> {
     }
 
     let stdin = opts.interactive;
-    let (output, input) = open(docker, &id, stdin, a.detach_keys.clone())
+    let streams = open(docker, &id, stdin, a.detach_keys.clone())
         .await
         .map_err(|e| with_code(e, |_| 125))?;
     if let Err(e) = start().await {
@@ -215,20 +214,7 @@ pub async fn run(docker: &Docker, a: RunArgs) -> Result<i32> {
         }
         return Err(e);
     }
-    let proxy = (a.sig_proxy && !opts.tty).then(|| proxy_signals(docker, &id));
-    let pumped = pump(
-        docker,
-        output,
-        input,
-        stdin,
-        opts.tty,
-        Some(ResizeTarget::Container(id.clone())),
-    )
-    .await;
-    let code = exit_or_detached(docker, &id, stdin).await;
-    if let Some(p) = proxy {
-        p.abort();
-    }
+    let (pumped, code) = follow_container(docker, &id, streams, stdin, opts.tty, a.sig_proxy).await;
     // A detached container keeps running; only an exited one is removed.
     if opts.rm && matches!(code, Ok(Some(_))) {
         remove(docker, &id).await;
@@ -284,26 +270,14 @@ async fn start_attached(docker: &Docker, a: &StartArgs) -> Result<i32> {
     let config = info.config.unwrap_or_default();
     let tty = config.tty.unwrap_or(false);
     let stdin = a.interactive && config.open_stdin.unwrap_or(false);
-    let (output, input) = open(docker, &id, stdin, a.detach_keys.clone()).await?;
+    let streams = open(docker, &id, stdin, a.detach_keys.clone()).await?;
     docker
         .start_container(&id, None::<StartContainerOptions>)
         .await
         .map_err(|e| with_code(e.into(), |_| 1))?;
-    let proxy = (!tty).then(|| proxy_signals(docker, &id));
-    let pumped = pump(
-        docker,
-        output,
-        input,
-        stdin,
-        tty,
-        Some(ResizeTarget::Container(id.clone())),
-    )
-    .await;
-    if let Some(p) = proxy {
-        p.abort();
-    }
+    let (pumped, exit) = follow_container(docker, &id, streams, stdin, tty, true).await;
     pumped?;
-    Ok(exit_or_detached(docker, &id, stdin).await?.unwrap_or(0) as i32)
+    Ok(exit?.unwrap_or(0) as i32)
 }
 
 #[cfg(test)]
