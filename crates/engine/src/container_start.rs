@@ -60,15 +60,10 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, entry: &Arc<Entry>) -> Ap
             spawn_monitor(engine.clone(), entry.clone(), shim);
             Ok(true)
         }
-        Err(e) => {
-            // Docker leaves a container whose start failed as exited with code 127/126/128.
-            let code = if e.message.contains("not found") || e.message.contains("no such file") {
-                127
-            } else if e.message.contains("permission denied") {
-                126
-            } else {
-                128
-            };
+        Err(StartFailed {
+            error: e,
+            exit_code: code,
+        }) => {
             let _ = entry.update(|c| {
                 c.state.status = if c.has_been_started {
                     Status::Exited
@@ -111,7 +106,7 @@ async fn launch(
     engine: &Arc<Engine>,
     entry: &Arc<Entry>,
     c: &Container,
-) -> ApiResult<(runtime::Shim, i32)> {
+) -> Result<(runtime::Shim, i32), StartFailed> {
     let paths = entry.paths.clone();
     let images = engine.images.clone();
     let image_id = c.image_id.clone();
@@ -163,7 +158,7 @@ async fn launch(
         .runtime
         .create(req)
         .await
-        .map_err(|e| start_error(c, e))?;
+        .map_err(|e| start_failed(c, e))?;
     tracing::debug!(id = %c.id, "shim created the container");
     entry.set_shim(Some(shim.clone()));
     // Clients that attached before start (`docker run` does) get the shim now and must be
@@ -176,30 +171,48 @@ async fn launch(
         }
         Err(e) => {
             entry.set_shim(None);
-            Err(start_error(c, e))
+            Err(start_failed(c, e))
         }
     }
 }
 
-/// Start failures in runc's words, which the docker CLI matches to pick its exit code
-/// (127 for a missing executable, 126 for one it may not run).
-fn start_error(c: &Container, e: runtime::Error) -> ApiError {
-    let msg = crate::error::chain(&e);
-    let path = &c.path;
-    let reason = if msg.contains("not found") || msg.contains("No such file") {
-        if path.contains('/') {
-            format!("exec: \"{path}\": stat {path}: no such file or directory")
-        } else {
-            format!("exec: \"{path}\": executable file not found in $PATH")
+/// A start that failed, with the exit code docker leaves on the container.
+struct StartFailed {
+    error: ApiError,
+    exit_code: i64,
+}
+
+impl From<ApiError> for StartFailed {
+    fn from(error: ApiError) -> Self {
+        StartFailed {
+            error,
+            exit_code: 128,
         }
-    } else if msg.contains("ermission denied") {
-        format!("exec: \"{path}\": permission denied")
-    } else {
-        return ApiError::from(e);
+    }
+}
+
+/// A process that could not start, told in runc's words: the docker CLI matches them to
+/// pick its own exit code (127 missing executable, 126 not executable, else 125).
+fn start_failed(c: &Container, e: runtime::Error) -> StartFailed {
+    let path = &c.path;
+    let (reason, exit_code) = match e.start_failure() {
+        Some(runtime::StartFailure::NotFound) if path.contains('/') => (
+            format!("exec: \"{path}\": stat {path}: no such file or directory"),
+            127,
+        ),
+        Some(runtime::StartFailure::NotFound) => (
+            format!("exec: \"{path}\": executable file not found in $PATH"),
+            127,
+        ),
+        Some(runtime::StartFailure::PermissionDenied) => {
+            (format!("exec: \"{path}\": permission denied"), 126)
+        }
+        _ => return ApiError::from(e).into(),
     };
-    ApiError::bad_request(format!(
+    let error = ApiError::bad_request(format!(
         "failed to create task for container: unable to start container process: {reason}: unknown"
-    ))
+    ));
+    StartFailed { error, exit_code }
 }
 
 fn log_options(c: &Container) -> (u64, u32) {
@@ -442,7 +455,9 @@ pub fn spawn_monitor(engine: Arc<Engine>, entry: Arc<Entry>, shim: runtime::Shim
     });
 }
 
-async fn on_exit(
+/// Records an exit (seen live, or found after a daemon restart), releases the container's
+/// mount and runtime state, and applies its restart policy or `--rm`.
+pub(crate) async fn on_exit(
     engine: &Arc<Engine>,
     entry: &Arc<Entry>,
     status: Result<runtime::ExitStatus, runtime::Error>,

@@ -40,7 +40,11 @@ pub async fn recover(engine: &Arc<Engine>) {
     // Restart policies also apply when the daemon starts.
     for entry in engine.containers.all() {
         let c = entry.get();
-        if c.state.status.is_running() || c.state.manually_stopped {
+        // Restarting: on_exit above already scheduled it.
+        if c.state.status.is_running()
+            || c.state.status == Status::Restarting
+            || c.state.manually_stopped
+        {
             continue;
         }
         let policy = c
@@ -73,41 +77,18 @@ async fn reattach(engine: &Arc<Engine>, entry: &Arc<Entry>) {
             crate::container_start::spawn_monitor(engine.clone(), entry.clone(), shim);
         }
         Err(_) => {
-            let status = runtime::read_exit_file(&entry.paths.exit_file())
-                .ok()
-                .flatten();
-            let (code, oom, finished, error) = match status {
-                Some(s) => (
-                    s.code as i64,
-                    s.oom_killed,
-                    s.finished_at,
-                    s.error.unwrap_or_default(),
-                ),
-                None => (
-                    255,
-                    false,
-                    chrono::Utc::now(),
-                    "shim disappeared".to_string(),
-                ),
+            // The shim is gone: the container exited while no daemon watched. Its shim left
+            // the exit in the exit file, unless it was killed itself.
+            let status = match runtime::read_exit_file(&entry.paths.exit_file()) {
+                Ok(Some(s)) => s,
+                _ => runtime::ExitStatus {
+                    code: 255,
+                    oom_killed: false,
+                    finished_at: chrono::Utc::now(),
+                    error: Some("shim disappeared".into()),
+                },
             };
-            let _ = entry.update(|c| {
-                c.state.status = Status::Exited;
-                c.state.pid = 0;
-                c.state.exit_code = code;
-                c.state.oom_killed = oom;
-                c.state.finished_at = Some(finished);
-                c.state.error = error;
-            });
-            entry.phase.send_modify(|p| {
-                p.running = false;
-                p.exit_code = code;
-            });
-            crate::container_start::teardown(engine, &entry.id, entry).await;
-            if entry.get().host_config.auto_remove == Some(true) {
-                if let Err(e) = crate::container_remove::remove(engine, entry, true, true).await {
-                    tracing::warn!("auto-remove {}: {e}", entry.id);
-                }
-            }
+            crate::container_start::on_exit(engine, entry, Ok(status)).await;
         }
     }
 }

@@ -43,6 +43,6 @@ pub use cgroup::Stats;
 pub use client::{
     Attach, ExecRequest, LogConfig, Output, Runtime, RuntimeClass, Shim, StartRequest,
 };
-pub use error::Error;
+pub use error::{Error, StartFailure};
 pub use exit::{read_exit_file, ExitStatus};
 pub use user::{resolve as resolve_user, ResolvedUser};
