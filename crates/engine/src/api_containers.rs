@@ -223,18 +223,9 @@ async fn wait(
 ) -> ApiResult<impl IntoResponse> {
     let entry = engine.containers.find(&id)?;
     let condition = p.get("condition").cloned().unwrap_or_default();
-    if !matches!(
-        condition.as_str(),
-        "" | "not-running" | "next-exit" | "removed"
-    ) {
-        return Err(ApiError::bad_request(format!(
-            "invalid condition: \"{condition}\""
-        )));
-    }
+    let waiting = container_stop::wait(&entry, &condition)?;
     let body = futures::stream::once(async move {
-        let (code, error) = container_stop::wait(&entry, &condition)
-            .await
-            .unwrap_or((-1, None));
+        let (code, error) = waiting.await;
         let mut v = json!({"StatusCode": code});
         if let Some(e) = error {
             v["Error"] = json!({"Message": e});

@@ -34,6 +34,8 @@ pub async fn create(
     let mut host_config = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host_config)?;
     default_host_config(&mut host_config)?;
+    // A start usually follows: begin the kernel's wait for its cgroup migration now.
+    drop(tokio::task::spawn_blocking(runtime::prewarm_migration));
 
     let images = engine.images.clone();
     let r = image_ref.clone();

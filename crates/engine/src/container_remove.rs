@@ -42,7 +42,9 @@ pub async fn remove(
         let _ = phase.wait_for(|p| !p.running).await;
     }
     entry.update(|c| c.state.status = Status::Removing)?;
+    let tearing_down = entry.teardown.lock().await;
     crate::container_start::teardown(engine, &c.id, entry).await;
+    drop(tearing_down);
     let dir = entry.paths.dir.clone();
     tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
         .await

@@ -107,6 +107,10 @@ async fn launch(
     entry: &Arc<Entry>,
     c: &Container,
 ) -> Result<(runtime::Shim, i32), StartFailed> {
+    // The init's cgroup migration waits for an RCU grace period; start it in parallel.
+    drop(tokio::task::spawn_blocking(runtime::prewarm_migration));
+    // The last run's teardown, if it is still going on, finishes first.
+    drop(entry.teardown.lock().await);
     let paths = entry.paths.clone();
     let images = engine.images.clone();
     let image_id = c.image_id.clone();
@@ -472,7 +476,9 @@ pub(crate) async fn on_exit(
         Err(e) => (255, false, chrono::Utc::now(), crate::error::chain(&e)),
     };
     entry.set_shim(None);
-    teardown(engine, &entry.id, entry).await;
+    // Publish the exit first, so that `wait` and the CLI see it at once; the shim is still
+    // cleaning up, and the teardown waits for it while holding off the next start.
+    let tearing_down = entry.teardown.lock().await;
     let c = match entry.update(|c| {
         c.state.status = Status::Exited;
         c.state.pid = 0;
@@ -500,6 +506,11 @@ pub(crate) async fn on_exit(
         p.exit_code = code;
         p.error = Some(error.clone()).filter(|e| !e.is_empty());
     });
+    let rt = engine.runtime.clone();
+    let id = entry.id.clone();
+    let _ = tokio::task::spawn_blocking(move || rt.wait_shim_exit(&id)).await;
+    teardown(engine, &entry.id, entry).await;
+    drop(tearing_down);
 
     if should_restart(&c, code) {
         restart_later(engine.clone(), entry.clone(), &c);

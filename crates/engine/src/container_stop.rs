@@ -200,29 +200,32 @@ pub async fn unpause(engine: &Arc<Engine>, entry: &Arc<Entry>) -> ApiResult<()> 
 }
 
 /// `POST /containers/{id}/wait`: "not-running" (default), "next-exit" or "removed".
-/// Returns the exit code and the error, if any.
-pub async fn wait(entry: &Arc<Entry>, condition: &str) -> ApiResult<(i64, Option<String>)> {
+/// The condition is checked and the current state taken now, so that a wait sent before
+/// `start` (as the docker CLI does) counts the exit of that start; the returned future gives
+/// the exit code and the error, if any.
+pub fn wait(
+    entry: &Arc<Entry>,
+    condition: &str,
+) -> ApiResult<impl std::future::Future<Output = (i64, Option<String>)> + Send + 'static> {
+    if !matches!(condition, "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::bad_request(format!(
+            "invalid condition: \"{condition}\""
+        )));
+    }
     let mut phase = entry.phase.subscribe();
     let start = phase.borrow().clone();
-    let r = match condition {
-        "" | "not-running" => phase
-            .wait_for(|p| !p.running || p.removed)
-            .await
-            .map(|p| p.clone()),
-        "next-exit" => phase
-            .wait_for(|p| p.exits > start.exits || p.removed)
-            .await
-            .map(|p| p.clone()),
-        "removed" => phase.wait_for(|p| p.removed).await.map(|p| p.clone()),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid condition: \"{other}\""
-            )))
+    let (entry, condition) = (entry.clone(), condition.to_string());
+    Ok(async move {
+        let r = match condition.as_str() {
+            "next-exit" => phase.wait_for(|p| p.exits > start.exits || p.removed).await,
+            "removed" => phase.wait_for(|p| p.removed).await,
+            _ => phase.wait_for(|p| !p.running || p.removed).await,
         }
-    };
-    // A closed channel means the entry was dropped: removed.
-    let p = r.unwrap_or_else(|_| entry.phase.borrow().clone());
-    Ok((p.exit_code, p.error))
+        .map(|p| p.clone());
+        // A closed channel means the entry was dropped: removed.
+        let p = r.unwrap_or_else(|_| entry.phase.borrow().clone());
+        (p.exit_code, p.error)
+    })
 }
 
 fn name_attr(name: &str) -> HashMap<String, String> {

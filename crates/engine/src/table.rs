@@ -27,6 +27,9 @@ pub struct Entry {
     pub record: Mutex<Container>,
     /// Serializes lifecycle operations (start, stop, remove, restart) on this container.
     pub op: tokio::sync::Mutex<()>,
+    /// Held from an exit until its teardown is done: the exit is published first (so that
+    /// `wait` answers at once) and the next start or remove waits here for the teardown.
+    pub teardown: tokio::sync::Mutex<()>,
     /// The running shim, if any.
     pub shim: Mutex<Option<runtime::Shim>>,
     pub phase: watch::Sender<Phase>,
@@ -46,6 +49,7 @@ impl Entry {
             paths,
             record: Mutex::new(container),
             op: tokio::sync::Mutex::new(()),
+            teardown: tokio::sync::Mutex::new(()),
             shim: Mutex::new(None),
             phase: watch::channel(phase).0,
             pending: Mutex::new(Vec::new()),

@@ -143,7 +143,7 @@ impl Runtime {
 
     /// The control socket of a container's (or exec's) shim. Unix socket paths must stay
     /// under 108 bytes, so long ids are cut to 32 characters (docker ids are unique there).
-    fn socket_path(&self, id: &str, exec_id: Option<&str>) -> PathBuf {
+    pub(crate) fn socket_path(&self, id: &str, exec_id: Option<&str>) -> PathBuf {
         let short = |s: &str| s.chars().take(32).collect::<String>();
         let name = match exec_id {
             None => format!("{}.sock", short(id)),

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use libcontainer::container::{Container, ContainerStatus};
 
@@ -166,6 +167,15 @@ impl Runtime {
             }
             class => self.oci(class, id, &["resume", id]).map(drop),
         }
+    }
+
+    /// Waits until the shim of container `id` has exited. After it reports the exit, a shim
+    /// still deletes the container's runtime state and cgroups; whoever reuses them (a new
+    /// start, [`Runtime::delete`]) waits for that. Bounded, for a shim that hangs.
+    pub fn wait_shim_exit(&self, id: &str) -> Result<(), Error> {
+        validate_id(id)?;
+        crate::shim::wait_lifetime_lock(&self.socket_path(id, None), Duration::from_secs(5));
+        Ok(())
     }
 
     /// Force-removes what a container left behind: runtime state, cgroups, sockets.

@@ -39,7 +39,7 @@ pub mod shim;
 pub mod spec;
 mod user;
 
-pub use cgroup::Stats;
+pub use cgroup::{prewarm_migration, Stats};
 pub use client::{
     Attach, ExecRequest, LogConfig, Output, Runtime, RuntimeClass, Shim, StartRequest,
 };

@@ -52,6 +52,8 @@ async fn pids_limit_contains_fork_bomb() {
     assert!(env.rt.pids(&id).unwrap().len() <= 20);
     env.rt.kill(&id, 9).unwrap();
     assert_eq!(common::wait(&shim).await.code, 137);
+    // The shim removes the cgroup after it has reported the exit.
+    env.rt.wait_shim_exit(&id).unwrap();
     // Everything in the cgroup died with the init.
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/pids/cloudlet-test/{id}")).exists());
 }

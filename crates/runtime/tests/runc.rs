@@ -40,6 +40,7 @@ async fn runc_class_runs_the_bundle() {
         env.log_lines(&id)[0],
         ("stdout".to_string(), "from runc\n".to_string())
     );
+    env.rt.wait_shim_exit(&id).unwrap();
     assert!(!env.rt.state_root().join("runc").join(&id).exists());
 
     // Start errors come back too.

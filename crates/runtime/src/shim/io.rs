@@ -559,7 +559,10 @@ impl Shim<'_> {
         }
     }
 
-    /// The process exited and its output is drained: record, clean up, tell everyone.
+    /// The process exited and its output is drained: record, tell everyone, then clean up.
+    /// Cleaning up (libcontainer's delete walks procfs and removes the cgroups: milliseconds)
+    /// comes after the exit is reported, off the path of `docker run`; the daemon waits for
+    /// this process to exit (its lifetime lock) before it reuses the container's state.
     fn finish(&mut self) {
         if let Some(l) = self.log.as_mut() {
             l.flush();
@@ -568,16 +571,9 @@ impl Shim<'_> {
             // Proc::start already removed the container.
             super::record_start_error(self.req, e)
         } else {
-            let oom_killed = self.st.cgroups.as_ref().is_some_and(|c| c.oom_kills() > 0);
-            if self.req.exec.is_none() {
-                self.delete_container();
-                if let Some(c) = &self.st.cgroups {
-                    c.remove();
-                }
-            }
             let status = ExitStatus {
                 code: self.exit_code.unwrap_or(-1),
-                oom_killed,
+                oom_killed: self.st.cgroups.as_ref().is_some_and(|c| c.oom_kills() > 0),
                 finished_at: Utc::now(),
                 error: None,
             };
@@ -617,6 +613,14 @@ impl Shim<'_> {
                 if !c.dead {
                     c.flush();
                 }
+            }
+        }
+        // Closing the connections ends attached clients' streams now, not after the cleanup.
+        self.clients.clear();
+        if self.start_error.is_none() && self.req.exec.is_none() {
+            self.delete_container();
+            if let Some(c) = &self.st.cgroups {
+                c.remove();
             }
         }
     }

@@ -67,6 +67,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     let _ = setsid();
+    // Held until this process exits: the daemon waits for it before reusing the container's
+    // runtime state, which this shim may still be deleting after it has reported the exit.
+    let _lifetime = req.exec.is_none().then(|| hold_lifetime_lock(&req.socket));
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and affects only us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     // Containers inherit our dispositions and mask through libcontainer's clone: give them
@@ -88,6 +91,45 @@ pub fn main(args: Vec<OsString>) -> i32 {
         let _ = writeln!(r, "error shim exited before the container started");
     }
     code
+}
+
+/// Where a shim's lifetime lock lives, beside its socket.
+pub(crate) fn lifetime_lock_path(socket: &Path) -> std::path::PathBuf {
+    socket.with_extension("lock")
+}
+
+/// Takes the shim's lifetime lock (an exclusive flock, close-on-exec so the container's
+/// process never holds it). The kernel drops it when the shim exits, however it exits.
+fn hold_lifetime_lock(socket: &Path) -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lifetime_lock_path(socket))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (r == 0).then_some(f)
+}
+
+/// Waits (up to `limit`) until no shim holds the lifetime lock next to `socket`, then
+/// removes the lock file. Bounded so that a shim that never got its container started
+/// cannot hold up the caller forever.
+pub(crate) fn wait_lifetime_lock(socket: &Path, limit: std::time::Duration) {
+    let path = lifetime_lock_path(socket);
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + limit;
+    // SAFETY (both calls): flock on a descriptor we own.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!("shim for {} still running; not waiting for it", socket.display());
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// Closes every descriptor but stdio: the shim lives long, and whatever the daemon leaked
