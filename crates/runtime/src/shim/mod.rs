@@ -124,7 +124,10 @@ pub(crate) fn wait_lifetime_lock(socket: &Path, limit: std::time::Duration) {
     // SAFETY (both calls): flock on a descriptor we own.
     while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         if std::time::Instant::now() >= deadline {
-            tracing::warn!("shim for {} still running; not waiting for it", socket.display());
+            tracing::warn!(
+                "shim for {} still running; not waiting for it",
+                socket.display()
+            );
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
