@@ -257,3 +257,46 @@ async fn idle_shim_memory() {
     env.rt.kill(&id, 9).unwrap();
     common::wait(&shim).await;
 }
+
+/// An exec gets the container's seccomp filter and exactly its capabilities (libcontainer's
+/// own exec path would leave it unfiltered).
+#[tokio::test]
+async fn exec_is_confined_like_the_container() {
+    require_root!();
+    let env = Env::new();
+    let (id, _shim) = env.run("confined", &["sleep", "1000"]).await;
+    let exit_file = env.dir.path().join("exec-confined.exit");
+    let ex = env
+        .rt
+        .create_exec(ExecRequest {
+            container_id: id.clone(),
+            exec_id: "c1".into(),
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                "for p in 1 self; do grep -E '^(Seccomp|CapEff|CapBnd|CapPrm):' /proc/$p/status; done"
+                    .into(),
+            ],
+            env: vec![],
+            cwd: None,
+            user: None,
+            tty: false,
+            open_stdin: false,
+            exit_file,
+        })
+        .await
+        .unwrap();
+    let a = ex.attach(false, true, true).await.unwrap();
+    ex.start().await.unwrap();
+    let (out, err) = common::collect(a.output, Duration::from_secs(20)).await;
+    assert_eq!(common::wait(&ex).await.code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    let (init, exec) = lines.split_at(4);
+    assert_eq!(
+        init, exec,
+        "the exec differs from the container's init:\n{out}"
+    );
+    assert!(init.contains(&"Seccomp:\t2"), "{out}");
+    env.rt.kill(&id, 9).unwrap();
+}

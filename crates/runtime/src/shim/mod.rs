@@ -12,6 +12,7 @@
 //! It must run before any threads exist (libcontainer forks), so the binary's `main` calls
 //! [`main`] before it starts tokio.
 
+mod exec_confine;
 mod io;
 mod logfile;
 mod start;

@@ -340,8 +340,14 @@ fn start_init(req: &ShimRequest) -> Result<i32, String> {
 }
 
 /// Writes the exec's process.json: the container's process with the exec's command, env,
-/// cwd, user and terminal (so it keeps the container's capabilities and rlimits).
-fn write_process(req: &ShimRequest, bundle: &Path) -> Result<PathBuf, String> {
+/// cwd, user and terminal (so it keeps the container's capabilities and rlimits). Also
+/// returns, when `confine` (libcontainer, whose exec path drops the profile; runc applies it
+/// itself), the executor that applies the container's seccomp profile, if it has one.
+fn write_process(
+    req: &ShimRequest,
+    bundle: &Path,
+    confine: bool,
+) -> Result<(PathBuf, Option<super::exec_confine::ConfinedExec>), String> {
     let exec = req.exec.as_ref().ok_or("no exec in request")?;
     let cfg =
         std::fs::read(bundle.join("config.json")).map_err(|e| err("read container config", e))?;
@@ -376,18 +382,25 @@ fn write_process(req: &ShimRequest, bundle: &Path) -> Result<PathBuf, String> {
     if let Some(o) = p.as_object_mut() {
         o.remove("consoleSize");
     }
+    let confined = match confine {
+        true => super::exec_confine::ConfinedExec::prepare(&spec, &mut p)?,
+        false => None,
+    };
     let path = sibling(&req.socket, "process.json");
     let data = serde_json::to_vec(&p).map_err(|e| err("serialize process", e))?;
     crate::spec::write_atomic(&path, &data).map_err(|e| e.to_string())?;
-    Ok(path)
+    Ok((path, confined))
 }
 
 fn start_exec(req: &ShimRequest, child: ChildStdio) -> Result<i32, String> {
     let root = libcontainer_root(req)?;
     let c = Container::load(root.join(&req.id))
         .map_err(|e| err(&format!("load container {}", req.id), e))?;
-    let process = write_process(req, c.bundle())?;
-    let b = builder(req, child)?;
+    let (process, confined) = write_process(req, c.bundle(), true)?;
+    let mut b = builder(req, child)?;
+    if let Some(executor) = confined {
+        b = b.with_executor(executor);
+    }
     let res = b
         .as_tenant()
         .with_process(Some(&process))
@@ -478,7 +491,7 @@ fn oci_create(req: &ShimRequest, class: RuntimeClass, child: ChildStdio) -> Resu
         }
         Some(_) => {
             let bundle = oci_bundle(bin, &req.state_root.join(bin), &req.id)?;
-            let process = write_process(req, &bundle)?;
+            let (process, _) = write_process(req, &bundle, false)?;
             args.extend([
                 "exec".into(),
                 "--detach".into(),
