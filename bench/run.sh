@@ -24,7 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" server --data-dir "$work/data" --exec-root "$work/run" --socket "$sock" 2>"$work/daemon.log" &
+"$bin" server --data-dir "$work/data" --exec-root "$work/run" --socket "$sock" \
+  --bind-address 127.0.0.1 --https-listen-port 0 --write-kubeconfig "$work/kubeconfig" 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 "$root/scripts/busybox-rootfs.sh" "$work/bb.tar"

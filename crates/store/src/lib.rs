@@ -13,6 +13,7 @@
 use async_trait::async_trait;
 
 mod check;
+pub mod endpoint;
 pub mod etcd;
 pub mod sqlite;
 

@@ -70,6 +70,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     pub host: String,
+    /// Extra `cloudlet server` flags.
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -78,6 +80,25 @@ impl Daemon {
     }
     pub fn exec_root(&self) -> PathBuf {
         self.dir.path().join("run")
+    }
+    /// The real kubectl against this daemon's Kubernetes API (waits for it to be up).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.kubeconfig().exists() {
+            assert!(Instant::now() < deadline, "no kubeconfig:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .output()
+            .expect("run kubectl (Debian/upstream kubectl must be installed)")
+    }
+
+    /// The admin kubeconfig the daemon writes once its Kubernetes API is up.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
     }
 
     /// Starts a daemon and imports busybox:latest.
@@ -90,6 +111,11 @@ impl Daemon {
 
     /// Starts a daemon with no images.
     pub fn start_bare() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// Starts a daemon with no images and extra `cloudlet server` flags.
+    pub fn start_with(extra: &[&str]) -> Daemon {
         // Short paths: unix socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("cl")
@@ -101,6 +127,7 @@ impl Daemon {
             host: format!("unix://{}", sock.display()),
             sock,
             dir,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -120,6 +147,11 @@ impl Daemon {
             .arg(self.exec_root())
             .arg("--socket")
             .arg(&self.sock)
+            // The Kubernetes API on a free loopback port, its kubeconfig beside the log.
+            .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
+            .arg("--write-kubeconfig")
+            .arg(self.kubeconfig())
+            .args(&self.extra)
             .env("RUST_LOG", "info,engine=debug")
             .stdout(Stdio::null())
             .stderr(log)

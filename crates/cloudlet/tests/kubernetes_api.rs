@@ -1,0 +1,109 @@
+//! `cloudlet server` runs the Kubernetes API next to the engine: the real kubectl against
+//! it, on the embedded SQLite store and on a real etcd, across a `kill -9` of the daemon.
+
+mod common;
+#[path = "../../store/tests/common/etcd_server.rs"]
+mod etcd_server;
+
+use common::{stderr, stdout, Daemon};
+
+fn kubectl_ok(d: &Daemon, args: &[&str]) -> String {
+    let out = d.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}\n{}",
+        stderr(&out),
+        d.log()
+    );
+    stdout(&out)
+}
+
+/// The API server's URL, from the kubeconfig the daemon wrote.
+fn server_url(d: &Daemon) -> String {
+    let text = std::fs::read_to_string(d.kubeconfig()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server in kubeconfig")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Namespaces, a ConfigMap that survives `kill -9`, the Docker API beside it, and 401 for
+/// anonymous requests.
+#[test]
+fn server_serves_kubernetes_and_docker_apis() {
+    require_machine!();
+    let mut d = Daemon::start();
+    let ns = kubectl_ok(&d, &["get", "ns", "-o", "name"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{n}\n")), "{ns}");
+    }
+    assert!(kubectl_ok(&d, &["version"]).contains("Server Version"));
+    kubectl_ok(
+        &d,
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=greeting=hello",
+        ],
+    );
+    assert!(d.ok(&["ps", "-a"]).starts_with("CONTAINER ID"));
+
+    d.kill9_and_restart();
+    let v = kubectl_ok(&d, &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]);
+    assert_eq!(v, "hello");
+
+    let anon = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/api/v1/namespaces", server_url(&d)))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&anon), "401");
+    let health = std::process::Command::new("curl")
+        .args(["-sk"])
+        .arg(format!("{}/healthz", server_url(&d)))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&health), "ok");
+}
+
+/// `--datastore-endpoint etcd://…`: objects live in etcd, under /registry.
+#[test]
+fn server_on_etcd() {
+    require_machine!();
+    let etcd = etcd_server::EtcdServer::start(&[]);
+    let endpoint = etcd.endpoint.replace("http://", "etcd://");
+    let d = Daemon::start_with(&["--datastore-endpoint", &endpoint]);
+    kubectl_ok(
+        &d,
+        &["create", "configmap", "in-etcd", "--from-literal=a=b"],
+    );
+    let out = kubectl_ok(&d, &["get", "cm", "in-etcd", "-o", "jsonpath={.data.a}"]);
+    assert_eq!(out, "b");
+    // Read it back from etcd itself, over its JSON gateway: base64 of "/registry/".
+    let body = r#"{"key":"L3JlZ2lzdHJ5Lw==","range_end":"L3JlZ2lzdHJ5MA==","keys_only":true}"#;
+    let got = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", "-d", body])
+        .arg(format!("{}/v3/kv/range", etcd.endpoint))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let keys: Vec<String> = v["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| {
+            use base64::Engine;
+            let k = base64::engine::general_purpose::STANDARD
+                .decode(kv["key"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(k).unwrap()
+        })
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with("/configmaps/default/in-etcd")),
+        "{keys:?}"
+    );
+}
