@@ -19,5 +19,6 @@ if ! curl -sf --unix-socket "$sock" http://cloudlet/images/busybox/json >/dev/nu
     -H 'Content-Type: application/x-tar' --data-binary @- \
     'http://cloudlet/images/create?fromSrc=-&repo=busybox&tag=latest' >/dev/null
 fi
-echo "up: cloudlet is serving the Docker API on unix://$sock (Ctrl-C stops the daemon; containers keep running)" >&2
+echo "up: cloudlet is serving the Docker API on unix://$sock and the Kubernetes API on :6443" >&2
+echo "up: KUBECONFIG=/etc/cloudlet/cloudlet.yaml kubectl get ns (Ctrl-C stops the daemon; containers keep running)" >&2
 wait $pid
