@@ -2,8 +2,7 @@
 //! with finalizers is only marked with `deletionTimestamp`), dryRun, and the deletion of
 //! a namespace's content.
 //!
-//! Garbage collection through ownerReferences (propagationPolicy) is not done here yet:
-//! it belongs to the garbage collector controller.
+//! Dependents (ownerReferences) are handled per `propagationPolicy` by [`crate::gc`].
 
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use serde_json::{json, Value};
 use store::RangeRequest;
 
 use crate::catalog::Resource;
+use crate::gc::{self, Policy};
 use crate::keys;
 use crate::meta;
 use crate::objects::{decode, deletion_blocked, Objects};
@@ -29,17 +29,21 @@ struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    policy: Policy,
 }
 
 fn delete_options(call: &Call, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let query_policy = call.params.get("propagationPolicy");
     let mut opts = DeleteOptions {
         dry_run: call.params.dry_run()?,
+        policy: Policy::parse(&Value::Null, query_policy)?,
         ..Default::default()
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(opts);
     }
     let body = decode_object(&call.headers, body)?;
+    opts.policy = Policy::parse(&body, query_policy)?;
     let pre = &body["preconditions"];
     opts.uid = pre["uid"].as_str().map(str::to_string);
     opts.resource_version = pre["resourceVersion"].as_str().map(str::to_string);
@@ -120,6 +124,75 @@ async fn delete_one(
     }
 }
 
+/// Deletes one object and handles its dependents as `opts.policy` says.
+async fn delete_owner(
+    objects: &Objects,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Outcome, ApiError> {
+    if opts.dry_run {
+        return delete_one(objects, res, ns, name, opts).await;
+    }
+    match opts.policy {
+        Policy::Orphan => {
+            let current = objects.get(res, ns, name).await?;
+            gc::orphan(objects, meta::uid(&current)).await?;
+            delete_one(objects, res, ns, name, opts).await
+        }
+        Policy::Foreground => {
+            objects
+                .update(res, ns, name, false, |mut obj| {
+                    let present = meta::finalizers(&obj).contains(&gc::FOREGROUND_FINALIZER);
+                    if !present && !meta::is_deleting(&obj) {
+                        let m = meta::meta_mut(&mut obj);
+                        let f = m.entry("finalizers").or_insert_with(|| json!([]));
+                        if let Some(a) = f.as_array_mut() {
+                            a.push(json!(gc::FOREGROUND_FINALIZER));
+                        }
+                    }
+                    Ok(obj)
+                })
+                .await?;
+            let outcome = delete_one(objects, res, ns, name, opts).await?;
+            if let Outcome::Pending(owner) = &outcome {
+                let stored = objects
+                    .catalog
+                    .lookup(&res.group, &res.version, &res.plural);
+                if let Some(stored) =
+                    stored.filter(|_| meta::finalizers(owner).contains(&gc::FOREGROUND_FINALIZER))
+                {
+                    gc::finish_foreground(objects.clone(), stored, owner.clone());
+                }
+            }
+            Ok(outcome)
+        }
+        Policy::Background => {
+            let outcome = delete_one(objects, res, ns, name, opts).await?;
+            if let Outcome::Deleted(gone) = &outcome {
+                gc::collect_in_background(objects.clone(), meta::uid(gone).to_string());
+            }
+            Ok(outcome)
+        }
+    }
+}
+
+/// A delete on behalf of the garbage collector: `policy` for this object's own dependents.
+pub(crate) async fn delete_with_policy(
+    objects: &Objects,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    policy: Policy,
+) -> Result<(), ApiError> {
+    let opts = DeleteOptions {
+        policy,
+        ..Default::default()
+    };
+    delete_owner(objects, res, ns, name, &opts).await.map(drop)
+}
+
 pub async fn delete(
     state: &AppState,
     call: &Call,
@@ -134,7 +207,7 @@ pub async fn delete(
             "namespaces {name:?} is forbidden: this namespace may not be deleted"
         )));
     }
-    let outcome = delete_one(&state.objects, res, ns, name, &opts).await?;
+    let outcome = delete_owner(&state.objects, res, ns, name, &opts).await?;
     if let (Outcome::Deleted(crd), true, false) = (&outcome, crate::crd::is_crd(res), opts.dry_run)
     {
         crate::crd::delete_objects(&state.objects, crd).await?;
@@ -174,7 +247,7 @@ pub async fn delete_collection(
             meta::namespace(&item).to_string(),
             meta::name(&item).to_string(),
         );
-        match delete_one(&state.objects, res, &ns, &name, &opts).await {
+        match delete_owner(&state.objects, res, &ns, &name, &opts).await {
             Ok(Outcome::Deleted(obj) | Outcome::Pending(obj)) => deleted.push(obj),
             // Deleted by someone else meanwhile: that is what was asked.
             Err(e) if e.code == 404 => {}

@@ -107,3 +107,79 @@ fn server_on_etcd() {
         "{keys:?}"
     );
 }
+
+/// Deleting a Deployment deletes the ReplicaSet it owns (ownerReferences set by hand); with
+/// `--cascade=orphan` the ReplicaSet stays, without the reference; with
+/// `--cascade=foreground` both go, the owner last.
+#[test]
+fn owner_deletion_collects_or_orphans_dependents() {
+    require_machine!();
+    let d = Daemon::start_bare();
+    let manifest = d.dir.path().join("owner.yaml");
+    for (deploy, rs) in [("web", "web-rs"), ("kept", "kept-rs"), ("fg", "fg-rs")] {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {deploy}}}\nspec:\n  \
+                 selector: {{matchLabels: {{app: {deploy}}}}}\n  template:\n    metadata: \
+                 {{labels: {{app: {deploy}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+            ),
+        )
+        .unwrap();
+        kubectl_ok(&d, &["apply", "-f", manifest.to_str().unwrap()]);
+        let uid = kubectl_ok(
+            &d,
+            &["get", "deploy", deploy, "-o", "jsonpath={.metadata.uid}"],
+        );
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {rs}\n  ownerReferences:\n  \
+                 - {{apiVersion: apps/v1, kind: Deployment, name: {deploy}, uid: {uid}, controller: true}}\n\
+                 spec:\n  selector: {{matchLabels: {{app: {deploy}}}}}\n  template:\n    metadata: \
+                 {{labels: {{app: {deploy}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+            ),
+        )
+        .unwrap();
+        kubectl_ok(&d, &["apply", "-f", manifest.to_str().unwrap()]);
+    }
+
+    kubectl_ok(&d, &["delete", "deploy", "web"]);
+    kubectl_ok(&d, &["wait", "--for=delete", "rs/web-rs", "--timeout=20s"]);
+
+    kubectl_ok(&d, &["delete", "deploy", "kept", "--cascade=orphan"]);
+    let refs = kubectl_ok(
+        &d,
+        &[
+            "get",
+            "rs",
+            "kept-rs",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ],
+    );
+    assert_eq!(
+        refs, "",
+        "the orphan keeps no reference to its deleted owner"
+    );
+    let out = d.kubectl(&["get", "deploy", "kept"]);
+    assert!(!out.status.success(), "the owner itself is gone");
+
+    // Foreground: kubectl waits until the owner is gone, which is after its dependents.
+    kubectl_ok(
+        &d,
+        &[
+            "delete",
+            "deploy",
+            "fg",
+            "--cascade=foreground",
+            "--timeout=20s",
+        ],
+    );
+    for what in ["deploy/fg", "rs/fg-rs"] {
+        assert!(
+            !d.kubectl(&["get", what]).status.success(),
+            "{what} still there"
+        );
+    }
+}
