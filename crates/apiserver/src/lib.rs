@@ -23,6 +23,7 @@ mod crd;
 mod defaults;
 mod delete;
 mod discovery;
+mod encrypt;
 mod gc;
 pub mod keys;
 pub mod meta;

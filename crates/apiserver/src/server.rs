@@ -125,11 +125,13 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Loads or issues the serving certificate and creates the default namespaces.
+    /// Secrets are encrypted at rest with the cluster's key ring.
     pub async fn new(config: Config) -> Result<ApiServer, Error> {
         let cert = config.pki.server_cert(&serving_sans(&config))?;
         let tls = config.pki.rustls_server_config(&cert)?;
+        let store = crate::encrypt::SecretsAtRest::wrap(config.store.clone(), config.pki.clone());
         let state = Arc::new(AppState {
-            objects: Objects::new(config.store.clone(), config.catalog.clone()),
+            objects: Objects::new(store, config.catalog.clone()),
             pki: config.pki.clone(),
             authorizer: config.authorizer.clone(),
             audiences: config.audiences.clone(),

@@ -28,8 +28,8 @@ fn server_url(d: &Daemon) -> String {
         .to_string()
 }
 
-/// Namespaces, a ConfigMap that survives `kill -9`, the Docker API beside it, and 401 for
-/// anonymous requests.
+/// Namespaces, a ConfigMap that survives `kill -9`, a Secret encrypted at rest, the Docker
+/// API beside it, and 401 for anonymous requests.
 #[test]
 fn server_serves_kubernetes_and_docker_apis() {
     require_machine!();
@@ -50,9 +50,32 @@ fn server_serves_kubernetes_and_docker_apis() {
     );
     assert!(d.ok(&["ps", "-a"]).starts_with("CONTAINER ID"));
 
+    kubectl_ok(
+        &d,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=pw=hunter2",
+        ],
+    );
+
     d.kill9_and_restart();
     let v = kubectl_ok(&d, &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]);
     assert_eq!(v, "hello");
+    // Secrets are encrypted at rest: neither the value nor its base64 is in the database.
+    let v = kubectl_ok(&d, &["get", "secret", "pw", "-o", "jsonpath={.data.pw}"]);
+    assert_eq!(v, "aHVudGVyMg==");
+    for f in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(d.data_dir().join("db").join(f)).unwrap_or_default();
+        for needle in [&b"hunter2"[..], b"aHVudGVyMg"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{f} holds the secret"
+            );
+        }
+    }
 
     let anon = std::process::Command::new("curl")
         .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
