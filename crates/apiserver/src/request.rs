@@ -66,19 +66,34 @@ impl Params {
     }
 }
 
+/// Past [`MAX_BODY`], how much more of a body is read and thrown away so that the client,
+/// still sending, gets to read the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The body, at most [`MAX_BODY`] bytes (413 beyond).
 pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::request_too_large(format!(
-                "the request body is larger than the {MAX_BODY} bytes allowed"
-            ))
-        } else {
-            ApiError::bad_request(format!("read request body: {e}"))
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        } else if seen > MAX_BODY + DRAIN_LIMIT {
+            break;
         }
-    })
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::request_too_large(format!(
+            "the request body is larger than the {MAX_BODY} bytes allowed"
+        )));
+    }
+    Ok(buf.freeze())
 }
 
 pub fn content_type(headers: &HeaderMap) -> &str {

@@ -206,3 +206,128 @@ fn owner_deletion_collects_or_orphans_dependents() {
         );
     }
 }
+
+/// Bad input gets the right `Status` and changes nothing.
+#[test]
+fn bad_input_gets_a_status_and_changes_nothing() {
+    require_machine!();
+    let d = Daemon::start_bare();
+    kubectl_ok(&d, &["get", "ns"]);
+    // The admin's credentials, from the kubeconfig, for curl.
+    let cfg = std::fs::read_to_string(d.kubeconfig()).unwrap();
+    let field = |name: &str| -> Vec<u8> {
+        use base64::Engine;
+        let v = cfg
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in kubeconfig"));
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim().trim_matches('"'))
+            .unwrap()
+    };
+    let dir = d.dir.path();
+    for (name, file) in [
+        ("certificate-authority-data", "ca.crt"),
+        ("client-certificate-data", "admin.crt"),
+        ("client-key-data", "admin.key"),
+    ] {
+        std::fs::write(dir.join(file), field(name)).unwrap();
+    }
+    let url = server_url(&d);
+    let curl = |method: &str, path: &str, body: &[u8]| -> (String, serde_json::Value) {
+        let body_file = dir.join("body");
+        std::fs::write(&body_file, body).unwrap();
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-X", method, "-H", "Content-Type: application/json"])
+            .arg("--cacert")
+            .arg(dir.join("ca.crt"))
+            .arg("--cert")
+            .arg(dir.join("admin.crt"))
+            .arg("--key")
+            .arg(dir.join("admin.key"))
+            .arg("--data-binary")
+            .arg(format!("@{}", body_file.display()))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        let (json, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str(json).unwrap_or_default(),
+        )
+    };
+    let revision = || {
+        let (_, list) = curl("GET", "/api/v1/configmaps", b"");
+        list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = revision();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        ("POST", cms, b"{not json".to_vec(), "400"),
+        (
+            "POST",
+            cms,
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(),
+            "400",
+        ),
+        (
+            "POST",
+            "/apis/apps/v2/namespaces/default/deployments",
+            b"{}".to_vec(),
+            "404",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/widgets",
+            b"{}".to_vec(),
+            "404",
+        ),
+        (
+            "POST",
+            cms,
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#.to_vec(),
+            "422",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/nowhere/configmaps",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#.to_vec(),
+            "404",
+        ),
+    ];
+    for (method, path, body, want) in &cases {
+        let (code, status) = curl(method, path, body);
+        assert_eq!(&code, want, "{method} {path}: {status}");
+        assert_eq!(status["kind"], "Status", "{method} {path}: {status}");
+        assert_eq!(
+            status["code"].as_u64().map(|c| c.to_string()).as_deref(),
+            Some(*want)
+        );
+    }
+    let (_, invalid) = curl("POST", cms, &cases[4].2);
+    assert!(
+        invalid["details"]["causes"][0]["field"].as_str() == Some("metadata.name"),
+        "{invalid}"
+    );
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let (code, _) = curl("POST", cms, big.as_bytes());
+    assert_eq!(code, "413");
+    assert_eq!(revision(), before, "bad input changed the store");
+
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n",
+    )
+    .unwrap();
+    let out = d.kubectl(&["apply", "-f", dir.join("bad.yaml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(revision(), before);
+}
