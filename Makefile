@@ -40,10 +40,11 @@ lint: deps-up
 test: deps-test pysdk lint
 	$(CARGO) test --workspace --no-fail-fast
 
-# The Python docker SDK, an acceptance client, in a venv of its own (from PyPI).
+# The Python docker and kubernetes clients, acceptance clients, in a venv of their own (PyPI).
 pysdk:
 	@test -x target/pysdk/bin/python || python3 -m venv target/pysdk
 	@target/pysdk/bin/python -c 'import docker' 2>/dev/null || target/pysdk/bin/pip install -q docker
+	@target/pysdk/bin/python -c 'import kubernetes' 2>/dev/null || target/pysdk/bin/pip install -q kubernetes
 
 bench: deps-bench release
 	bench/run.sh

@@ -331,3 +331,36 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     assert!(!out.status.success());
     assert_eq!(revision(), before);
 }
+
+/// The Python `kubernetes` client (PyPI; `make test` installs it in target/pysdk) lists,
+/// creates and watches.
+#[test]
+fn python_kubernetes_client_lists_and_watches() {
+    require_machine!();
+    let python = common::workspace_root().join("target/pysdk/bin/python");
+    let has_client = std::process::Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_client {
+        eprintln!("SKIP: no Python kubernetes client in target/pysdk (make test installs it)");
+        return;
+    }
+    let d = Daemon::start_bare();
+    kubectl_ok(&d, &["get", "ns"]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_kubernetes.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(d.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\ndaemon log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        d.log()
+    );
+    assert!(stdout(&out).contains("python kubernetes: ok"));
+}
