@@ -117,6 +117,9 @@ async fn delete_one(
         }
         let expected: i64 = rv.parse().unwrap_or(0);
         if let Some(revision) = objects.remove(res, ns, name, expected).await? {
+            if crate::services::is_service(res) {
+                crate::services::release(objects.store.as_ref(), &current).await;
+            }
             let mut last = current;
             meta::set_resource_version(&mut last, revision);
             return Ok(Outcome::Deleted(last));

@@ -38,6 +38,7 @@ mod rest;
 mod review;
 pub mod selector;
 mod server;
+mod services;
 pub mod status;
 mod strategic;
 mod table;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub authorizer: Arc<dyn Authorizer>,
     /// Audiences a bearer token must carry one of.
     pub audiences: Vec<String>,
+    /// Where Service ClusterIPs and NodePorts come from.
+    pub services: crate::services::ServiceRanges,
 }
 
 /// A resource request, resolved against the catalog.
@@ -429,7 +431,30 @@ async fn create(state: &AppState, call: &Call, body: bytes::Bytes) -> Result<Res
     if call.params.dry_run()? {
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    // A generated name that collides gets a new suffix, as upstream retries.
+    let store = state.objects.store.clone();
+    let claimed = match crate::services::is_service(res) {
+        true => {
+            state
+                .services
+                .allocate(store.as_ref(), res, &mut obj)
+                .await?
+        }
+        false => Vec::new(),
+    };
+    let created = create_named(state, res, obj, &generate).await;
+    if created.is_err() {
+        crate::services::release_keys(store.as_ref(), &claimed).await;
+    }
+    created
+}
+
+/// Creates `obj`; a generated name that collides gets a new suffix, as upstream retries.
+async fn create_named(
+    state: &AppState,
+    res: &Resource,
+    mut obj: Value,
+    generate: &str,
+) -> Result<Response, ApiError> {
     let mut attempts = 0;
     loop {
         match state.objects.create(res, &obj).await {
@@ -442,7 +467,7 @@ async fn create(state: &AppState, call: &Call, body: bytes::Bytes) -> Result<Res
             Err(e) if e.reason == "AlreadyExists" && !generate.is_empty() && attempts < 8 => {
                 attempts += 1;
                 meta::meta_mut(&mut obj)
-                    .insert("name".into(), json!(meta::generate_name(&generate)));
+                    .insert("name".into(), json!(meta::generate_name(generate)));
             }
             Err(e) => return Err(e),
         }

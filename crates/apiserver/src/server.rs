@@ -52,7 +52,12 @@ pub enum Error {
     LocalAddr(#[source] std::io::Error),
     #[error("create {name}: {error}")]
     Bootstrap { name: String, error: ApiError },
+    #[error("service CIDR {cidr:?}: {reason}")]
+    ServiceCidr { cidr: String, reason: String },
 }
+
+/// k3s' default `--service-cidr`.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 
 /// How to run the API server. [`Config::new`] fills in the defaults.
 pub struct Config {
@@ -62,6 +67,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Extra names and addresses for the serving certificate (`--tls-san`).
     pub tls_sans: Vec<San>,
+    /// Where Service ClusterIPs come from (`--service-cidr`, IPv4).
+    pub service_cidr: String,
     /// Where to write the admin kubeconfig (mode 0600); `None` writes none.
     pub kubeconfig: Option<PathBuf>,
     /// Default [`AllowMasters`]; [`crate::Rbac`] authorizes by the cluster's RBAC objects.
@@ -78,6 +85,7 @@ impl Config {
             pki,
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 6443),
             tls_sans: Vec::new(),
+            service_cidr: DEFAULT_SERVICE_CIDR.to_string(),
             kubeconfig: Some(PathBuf::from(DEFAULT_KUBECONFIG)),
             authorizer: Arc::new(AllowMasters),
             audiences: vec![pki::DEFAULT_ISSUER.to_string(), "k3s".to_string()],
@@ -130,7 +138,15 @@ impl ApiServer {
         let cert = config.pki.server_cert(&serving_sans(&config))?;
         let tls = config.pki.rustls_server_config(&cert)?;
         let store = crate::encrypt::SecretsAtRest::wrap(config.store.clone(), config.pki.clone());
+        let services =
+            crate::services::ServiceRanges::parse(&config.service_cidr).map_err(|reason| {
+                Error::ServiceCidr {
+                    cidr: config.service_cidr.clone(),
+                    reason,
+                }
+            })?;
         let state = Arc::new(AppState {
+            services,
             objects: Objects::new(store, config.catalog.clone()),
             pki: config.pki.clone(),
             authorizer: config.authorizer.clone(),

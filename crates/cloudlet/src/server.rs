@@ -52,7 +52,7 @@ pub struct ServerArgs {
     /// Pod addresses (used by the networking issues to come).
     #[arg(long, default_value = "10.42.0.0/16", value_parser = parse_cidr)]
     cluster_cidr: String,
-    /// Service ClusterIPs (used by the networking issues to come).
+    /// Where Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     service_cidr: String,
 }
@@ -134,6 +134,7 @@ async fn control_plane(s: &ServerArgs) -> anyhow::Result<apiserver::ApiServer> {
     let mut config = apiserver::Config::new(store.clone(), Arc::new(pki));
     config.bind = SocketAddr::new(s.bind_address, s.https_listen_port);
     config.tls_sans = s.tls_sans.iter().map(|n| pki::San::parse(n)).collect();
+    config.service_cidr = s.service_cidr.clone();
     config.kubeconfig = Some(s.write_kubeconfig.clone());
     config.authorizer = Arc::new(apiserver::Rbac::new(store));
     apiserver::ApiServer::new(config)

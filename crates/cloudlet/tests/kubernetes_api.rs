@@ -364,3 +364,60 @@ fn python_kubernetes_client_lists_and_watches() {
     );
     assert!(stdout(&out).contains("python kubernetes: ok"));
 }
+
+/// Services get distinct ClusterIPs from --service-cidr and NodePorts from 30000-32767; a
+/// taken or out-of-range address is refused.
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    require_machine!();
+    let d = Daemon::start_with(&["--service-cidr", "10.96.0.0/24"]);
+    kubectl_ok(&d, &["create", "service", "clusterip", "a", "--tcp=80:80"]);
+    kubectl_ok(&d, &["create", "service", "nodeport", "b", "--tcp=80:80"]);
+    let ip = |name: &str| {
+        kubectl_ok(
+            &d,
+            &["get", "svc", name, "-o", "jsonpath={.spec.clusterIP}"],
+        )
+    };
+    let (a, b) = (ip("a"), ip("b"));
+    assert!(
+        a.starts_with("10.96.0.") && b.starts_with("10.96.0."),
+        "{a} {b}"
+    );
+    assert_ne!(a, b);
+    let port: u32 = kubectl_ok(
+        &d,
+        &[
+            "get",
+            "svc",
+            "b",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ],
+    )
+    .parse()
+    .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    let manifest = d.dir.path().join("svc.yaml");
+    for (name, cluster_ip, want) in [
+        ("c", a.as_str(), "already allocated"),
+        ("e", "10.1.2.3", "not in the valid range"),
+    ] {
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: {cluster_ip}\n  ports: [{{port: 80}}]\n"),
+        )
+        .unwrap();
+        let out = d.kubectl(&["create", "-f", manifest.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    }
+    // A deleted Service's address is free again.
+    kubectl_ok(&d, &["delete", "svc", "a"]);
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: f}}\nspec:\n  clusterIP: {a}\n  ports: [{{port: 80}}]\n"),
+    )
+    .unwrap();
+    kubectl_ok(&d, &["create", "-f", manifest.to_str().unwrap()]);
+}
