@@ -66,6 +66,24 @@ impl Params {
     }
 }
 
+/// Reads every request's body before anything answers, so that an early answer (401, 404,
+/// a bad path) never closes a connection with unread bytes in it: the kernel would reset it
+/// and the client could lose the answer. Bodies over [`MAX_BODY`] get their 413 here.
+pub async fn buffer_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    match read_body(body).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Past [`MAX_BODY`], how much more of a body is read and thrown away so that the client,
 /// still sending, gets to read the 413 instead of a reset connection.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;

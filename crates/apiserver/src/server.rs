@@ -309,6 +309,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/openapi/v3/apis/{group}/{version}", get(openapi::group))
         .fallback(rest::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authn_authz))
+        .layer(middleware::from_fn(crate::request::buffer_body))
         .with_state(state)
 }
 
