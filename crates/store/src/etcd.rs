@@ -62,6 +62,15 @@ const PROBE_KEY: &[u8] = b"\0cloudlet-store-probe";
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl EtcdStore {
+    /// A KV client that takes responses of any size: the default 4 MiB gRPC limit makes a
+    /// LIST of a few thousand objects fail (kube-apiserver lifts it the same way).
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(i32::MAX as usize)
+            .max_encoding_message_size(i32::MAX as usize)
+    }
+
     /// Connects to the cluster at `endpoints` (`host:port` or URLs) and checks that it
     /// answers.
     pub async fn connect<E: AsRef<str>>(
@@ -142,7 +151,7 @@ impl EtcdStore {
             .with_range(end)
             .with_revision(revision)
             .with_count_only();
-        match self.client.kv_client().get(start, Some(opts)).await {
+        match self.kv().get(start, Some(opts)).await {
             Ok(resp) => Ok(resp.count()),
             Err(e) => Err(self.read_error(e, revision).await),
         }
@@ -238,7 +247,7 @@ impl Store for EtcdStore {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         let opts = GetOptions::new().with_count_only().with_revision(1);
-        match self.client.kv_client().get(PROBE_KEY, Some(opts)).await {
+        match self.kv().get(PROBE_KEY, Some(opts)).await {
             Ok(_) => Ok(0),
             Err(e) if is_compacted(&e) => self.probe_compaction().await,
             Err(e) => Err(backend(e)),
@@ -250,7 +259,7 @@ impl Store for EtcdStore {
             return Err(Error::Invalid(format!("negative revision {revision}")));
         }
         let opts = GetOptions::new().with_revision(revision);
-        match self.client.kv_client().get(key, Some(opts)).await {
+        match self.kv().get(key, Some(opts)).await {
             Ok(resp) => resp.kvs().first().map(convert_kv).transpose(),
             Err(e) => Err(self.read_error(e, revision).await),
         }
@@ -268,7 +277,7 @@ impl Store for EtcdStore {
         if req.limit > 0 {
             opts = opts.with_limit(req.limit as i64);
         }
-        let resp = match self.client.kv_client().get(start, Some(opts)).await {
+        let resp = match self.kv().get(start, Some(opts)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.read_error(e, req.revision).await),
         };
@@ -328,7 +337,7 @@ impl Store for EtcdStore {
             reads.push(TxnOp::get(key, None));
         }
         let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
         let revision = header_revision(resp.header())?;
         let responses = resp.op_responses();
         if !resp.succeeded() {
@@ -404,6 +413,7 @@ impl Store for EtcdStore {
         let mut stream = self
             .client
             .watch_client()
+            .max_decoding_message_size(i32::MAX as usize)
             .watch(start, Some(opts))
             .await
             .map_err(backend)?;
@@ -455,7 +465,7 @@ impl Store for EtcdStore {
             return Ok(());
         }
         let opts = CompactionOptions::new().with_physical();
-        match self.client.kv_client().compact(revision, Some(opts)).await {
+        match self.kv().compact(revision, Some(opts)).await {
             Ok(_) => Ok(()),
             // Already compacted at or past it: nothing to do.
             Err(e) if is_compacted(&e) => Ok(()),
