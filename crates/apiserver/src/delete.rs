@@ -141,7 +141,7 @@ async fn delete_owner(
     match opts.policy {
         Policy::Orphan => {
             let current = objects.get(res, ns, name).await?;
-            gc::orphan(objects, meta::uid(&current)).await?;
+            gc::orphan(objects, &current).await?;
             delete_one(objects, res, ns, name, opts).await
         }
         Policy::Foreground => {
@@ -174,7 +174,7 @@ async fn delete_owner(
         Policy::Background => {
             let outcome = delete_one(objects, res, ns, name, opts).await?;
             if let Outcome::Deleted(gone) = &outcome {
-                gc::collect_in_background(objects.clone(), meta::uid(gone).to_string());
+                gc::collect_in_background(objects.clone(), gone);
             }
             Ok(outcome)
         }

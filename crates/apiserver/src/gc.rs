@@ -53,12 +53,23 @@ fn owned_by(obj: &Value, uid: &str) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
 }
 
-/// Every object whose ownerReferences name `uid`.
-async fn dependents(objects: &Objects, uid: &str) -> Result<Vec<(Arc<Resource>, Value)>, ApiError> {
+/// Every object whose ownerReferences name `uid`. A namespaced owner's dependents can only
+/// be in its namespace (upstream forbids the rest), so only that namespace is read; a
+/// cluster-scoped owner's may be anywhere. Each delete still reads that scope once: a
+/// garbage-collector controller with an owner index is what scales past that.
+async fn dependents(
+    objects: &Objects,
+    uid: &str,
+    namespace: &str,
+) -> Result<Vec<(Arc<Resource>, Value)>, ApiError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for res in objects.catalog.all() {
-        let prefix = keys::collection_prefix(&res, None);
+        let prefix = match (namespace.is_empty(), res.namespaced) {
+            (true, _) => keys::collection_prefix(&res, None),
+            (false, true) => keys::collection_prefix(&res, Some(namespace)),
+            (false, false) => continue,
+        };
         // Several versions of one resource share its storage.
         if !seen.insert(prefix.clone()) {
             continue;
@@ -85,9 +96,10 @@ async fn dependents(objects: &Objects, uid: &str) -> Result<Vec<(Arc<Resource>, 
     Ok(out)
 }
 
-/// Orphan: drops the reference to `uid` from every dependent.
-pub async fn orphan(objects: &Objects, uid: &str) -> Result<(), ApiError> {
-    for (res, dep) in dependents(objects, uid).await? {
+/// Orphan: drops the reference to `owner`'s uid from every dependent.
+pub async fn orphan(objects: &Objects, owner: &Value) -> Result<(), ApiError> {
+    let uid = meta::uid(owner);
+    for (res, dep) in dependents(objects, uid, meta::namespace(owner)).await? {
         let (ns, name) = (meta::namespace(&dep), meta::name(&dep));
         let r = objects
             .update(&res, ns, name, false, |mut obj| {
@@ -109,15 +121,17 @@ pub async fn orphan(objects: &Objects, uid: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes the dependents of `uid` (and theirs), with `policy` for each of them.
-/// Foreground returns only when they are gone; Background does not wait for theirs.
+/// Deletes the dependents of the owner `uid` in `namespace` ("" for a cluster-scoped owner),
+/// and theirs, with `policy` for each of them. Foreground returns only when they are gone;
+/// Background does not wait for theirs.
 pub fn delete_dependents(
     objects: Objects,
     uid: String,
+    namespace: String,
     policy: Policy,
 ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send>> {
     Box::pin(async move {
-        for (res, dep) in dependents(&objects, &uid).await? {
+        for (res, dep) in dependents(&objects, &uid, &namespace).await? {
             let (ns, name) = (meta::namespace(&dep), meta::name(&dep));
             match crate::delete::delete_with_policy(&objects, &res, ns, name, policy).await {
                 Ok(()) => {}
@@ -128,7 +142,7 @@ pub fn delete_dependents(
         if policy == Policy::Foreground {
             // Dependents held by finalizers of their own go when those are removed.
             for _ in 0..600 {
-                if dependents(&objects, &uid).await?.is_empty() {
+                if dependents(&objects, &uid, &namespace).await?.is_empty() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,10 +152,13 @@ pub fn delete_dependents(
     })
 }
 
-/// Background collection after an owner is gone, logged rather than returned.
-pub fn collect_in_background(objects: Objects, uid: String) {
+/// Background collection after `owner` is gone, logged rather than returned.
+pub fn collect_in_background(objects: Objects, owner: &Value) {
+    let uid = meta::uid(owner).to_string();
+    let namespace = meta::namespace(owner).to_string();
     tokio::spawn(async move {
-        if let Err(e) = delete_dependents(objects, uid.clone(), Policy::Background).await {
+        if let Err(e) = delete_dependents(objects, uid.clone(), namespace, Policy::Background).await
+        {
             tracing::warn!(
                 "garbage collection of the dependents of {uid}: {}",
                 e.message
@@ -155,7 +172,10 @@ pub fn collect_in_background(objects: Objects, uid: String) {
 pub fn finish_foreground(objects: Objects, res: Arc<Resource>, owner: Value) {
     tokio::spawn(async move {
         let uid = meta::uid(&owner).to_string();
-        if let Err(e) = delete_dependents(objects.clone(), uid.clone(), Policy::Foreground).await {
+        let namespace = meta::namespace(&owner).to_string();
+        let deleted =
+            delete_dependents(objects.clone(), uid.clone(), namespace, Policy::Foreground).await;
+        if let Err(e) = deleted {
             tracing::warn!(
                 "foreground deletion of the dependents of {uid}: {}",
                 e.message

@@ -49,20 +49,26 @@ fn main() {
 }
 
 fn client(host: Option<String>, cmd: cli::Command) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    block_on(tokio::runtime::Builder::new_current_thread(), async {
+        match cli::execute(host, cmd).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("cloudlet: {e:#}");
+                1
+            }
+        }
+    })
+}
+
+/// Runs `f` to completion on a runtime from `builder`; its value is the exit code.
+fn block_on(
+    mut builder: tokio::runtime::Builder,
+    f: impl std::future::Future<Output = i32>,
+) -> i32 {
+    match builder.enable_all().build() {
+        Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("cloudlet: start the async runtime: {e}");
-            return 1;
-        }
-    };
-    match rt.block_on(cli::execute(host, cmd)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cloudlet: {e:#}");
             1
         }
     }

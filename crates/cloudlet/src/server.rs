@@ -76,23 +76,15 @@ pub fn run(s: ServerArgs) -> i32 {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cloudlet: start the async runtime: {e}");
-            return 1;
+    crate::block_on(tokio::runtime::Builder::new_multi_thread(), async {
+        match serve(s).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("cloudlet server: {e:#}");
+                1
+            }
         }
-    };
-    match rt.block_on(serve(s)) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("cloudlet server: {e:#}");
-            1
-        }
-    }
+    })
 }
 
 async fn serve(s: ServerArgs) -> anyhow::Result<()> {
