@@ -21,6 +21,10 @@ pub struct ServerArgs {
     /// A registry to reach over plain HTTP (host[:port]); loopback always is. Repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// How many images keep a container made ahead of demand, so that the next `run` of
+    /// the same image with the same options skips creating one (0: none).
+    #[arg(long, default_value_t = 4)]
+    warm_pool: usize,
     /// Do not run the node engine (a control-plane-only server).
     #[arg(long)]
     disable_engine: bool,
@@ -91,23 +95,25 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
     let api = control_plane(&s).await?;
     let engine = async {
         if s.disable_engine {
-            return std::future::pending().await;
+            shutdown_signal().await;
+            return Ok(());
         }
         let shim_exe = std::env::current_exe().context("find my own executable")?;
-        engine::serve(engine::Config {
+        let config = engine::Config {
             data_dir: s.data_dir.clone(),
             exec_root: s.exec_root.clone(),
             socket: s.socket.clone(),
             insecure_registries: s.insecure_registries.clone(),
             shim_exe,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("engine: {e}"))
+            warm_images: s.warm_pool,
+        };
+        engine::serve(config, shutdown_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!("engine: {e}"))
     };
     tokio::select! {
         r = engine => r,
         r = api.run() => r.context("kubernetes API server"),
-        _ = shutdown_signal() => Ok(()),
     }
 }
 

@@ -560,6 +560,12 @@ async fn remove(
     Query(p): Query<Params>,
 ) -> ApiResult<impl IntoResponse> {
     let force = flag(&p, "force");
+    // A container made ahead of demand must not hold the image's layers.
+    let (store, n) = (engine.images.clone(), name.clone());
+    if let Ok(Ok(img)) = tokio::task::spawn_blocking(move || store.resolve(&n)).await {
+        engine.warm.drain_image(&engine, &img.id).await;
+    }
+    drop(engine.purges.write().await);
     let store = engine.images.clone();
     let e2 = engine.clone();
     let actions = tokio::task::spawn_blocking(move || {
@@ -591,6 +597,8 @@ async fn prune(
     let all = filters
         .get("dangling")
         .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+    engine.warm.drain(&engine).await;
+    drop(engine.purges.write().await);
     let store = engine.images.clone();
     let e2 = engine.clone();
     let report =

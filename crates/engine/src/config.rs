@@ -13,6 +13,8 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// The binary re-executed as `cloudlet shim`.
     pub shim_exe: PathBuf,
+    /// How many images get a container made ahead of demand (0: none); see `warm`.
+    pub warm_images: usize,
 }
 
 impl Config {

@@ -113,13 +113,22 @@ impl Paths {
 }
 
 impl Container {
-    /// Writes the record atomically: temp file, fsync, rename.
+    /// Writes the record atomically and durably: temp file, fsync, rename.
     pub fn save(&self, paths: &Paths) -> std::io::Result<()> {
+        self.write(paths, true)
+    }
+
+    /// Writes the record atomically; `durable` forces it to disk first. Run-state changes
+    /// need not be durable: after a power loss every container has exited anyway, and the
+    /// daemon finds that out when it starts.
+    pub fn write(&self, paths: &Paths, durable: bool) -> std::io::Result<()> {
         std::fs::create_dir_all(&paths.dir)?;
         let tmp = paths.dir.join(".config.v2.json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, paths.record())?;
         Ok(())
     }

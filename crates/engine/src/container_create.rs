@@ -50,9 +50,8 @@ pub async fn create(
         .map_err(|e| ApiError::internal(e.to_string()))??;
     let config = merge_config(&body, &img, &raw_config);
     let (path, args) = command(&config)?;
-    let id = new_id();
-    let container = Container {
-        id: id.clone(),
+    let mut container = Container {
+        id: new_id(),
         name,
         created: chrono::Utc::now(),
         image: image_ref,
@@ -65,13 +64,28 @@ pub async fn create(
         restart_count: 0,
         has_been_started: false,
     };
+    // A container made ahead of demand with this one's shape becomes this one.
+    let claimed = engine.warm.claim(engine, &container).await;
+    if let Some(w) = &claimed {
+        container.id = w.id.clone();
+    }
+    let id = container.id.clone();
     let paths = Paths::new(&engine.config.containers_dir(), &id);
     let entry = Entry::new(container.clone(), paths.clone());
-    engine.containers.insert(entry)?;
-    if let Err(e) = container.save(&paths) {
-        engine.containers.remove(&id);
-        let _ = std::fs::remove_dir_all(&paths.dir);
-        return Err(ApiError::internal(format!("save container {id}: {e}")));
+    let warm = claimed.is_some();
+    *entry.warm.lock().unwrap_or_else(|e| e.into_inner()) = claimed.map(|w| w.shim);
+    let saved = engine.containers.insert(entry).and_then(|()| {
+        container.save(&paths).map_err(|e| {
+            engine.containers.remove(&id);
+            ApiError::internal(format!("save container {id}: {e}"))
+        })
+    });
+    if let Err(e) = saved {
+        match warm {
+            true => crate::container_remove::purge(engine, &id).await,
+            false => drop(std::fs::remove_dir_all(&paths.dir)),
+        }
+        return Err(e);
     }
     let attrs = HashMap::from([
         ("name".to_string(), container.name.clone()),
@@ -162,7 +176,7 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
         }
     }
     for b in hc.binds.iter().flatten() {
-        crate::container_start::parse_bind(b)?;
+        crate::container_spec::parse_bind(b)?;
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ fn mounts(c: &Container) -> Vec<MountPoint> {
         .binds
         .iter()
         .flatten()
-        .filter_map(|b| crate::container_start::parse_bind(b).ok())
+        .filter_map(|b| crate::container_spec::parse_bind(b).ok())
         .map(|b| MountPoint {
             typ: Some("bind".to_string()),
             source: Some(b.source.display().to_string()),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::container::Status;
+use crate::container::{Paths, Status};
 use crate::error::{ApiError, ApiResult};
 use crate::table::Entry;
 use crate::Engine;
@@ -41,22 +41,21 @@ pub async fn remove(
         }
         let _ = phase.wait_for(|p| !p.running).await;
     }
+    // Once the record says Removing, the removal is as good as done: a daemon that dies
+    // before the host side is released finishes it when it starts again.
     entry.update(|c| c.state.status = Status::Removing)?;
-    let tearing_down = entry.teardown.lock().await;
-    crate::container_start::teardown(engine, &c.id, entry).await;
-    drop(tearing_down);
-    let dir = entry.paths.dir.clone();
-    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(|e| ApiError::internal(format!("remove container {}: {e}", c.id)))?;
+    drop(entry.take_warm());
+    let (purging, e2, entry2) = (
+        engine.purges.clone().read_owned().await,
+        engine.clone(),
+        entry.clone(),
+    );
+    tokio::spawn(async move {
+        // An exit's teardown still in flight finishes first.
+        let _tearing_down = entry2.teardown.lock().await;
+        purge(&e2, &entry2.id).await;
+        drop(purging);
+    });
     engine.containers.remove(&c.id);
     entry.phase.send_modify(|p| {
         p.removed = true;
@@ -68,6 +67,50 @@ pub async fn remove(
     ]);
     engine.events.container("destroy", &c.id, attrs);
     Ok(())
+}
+
+/// Releases what an exited container holds on the host: its runtime state and rootfs mount.
+pub(crate) async fn teardown(engine: &Arc<Engine>, id: &str) {
+    let (rt, id) = (engine.runtime.clone(), id.to_string());
+    let rootfs = Paths::new(&engine.config.containers_dir(), &id).rootfs();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = rt.delete(&id) {
+            tracing::warn!("delete runtime state of {id}: {e}");
+        }
+        if let Err(e) = runtime::rootfs::unmount(&rootfs) {
+            tracing::warn!("unmount {}: {e}", rootfs.display());
+        }
+    })
+    .await;
+}
+
+/// Releases what any container holds on the host, killing a process that is still waiting
+/// to start or running, and waiting for its shim: [`teardown`] after that. Its directory
+/// stays.
+pub(crate) async fn release(engine: &Arc<Engine>, id: &str) {
+    let (rt, id2) = (engine.runtime.clone(), id.to_string());
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = rt.kill(&id2, libc::SIGKILL);
+        let _ = rt.wait_shim_exit(&id2);
+    })
+    .await;
+    teardown(engine, id).await;
+}
+
+/// [`release`], then removes the container's directory.
+pub(crate) async fn purge(engine: &Arc<Engine>, id: &str) {
+    release(engine, id).await;
+    let dir = Paths::new(&engine.config.containers_dir(), id).dir;
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!("remove container {id}: {e}");
+    }
 }
 
 pub async fn rename(engine: &Arc<Engine>, entry: &Arc<Entry>, new_name: &str) -> ApiResult<()> {

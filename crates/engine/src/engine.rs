@@ -15,6 +15,11 @@ pub struct Engine {
     pub containers: Table,
     pub execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     pub events: Events,
+    /// Held shared by each background release of a removed container; image removal takes
+    /// it exclusively, so no layer is deleted under a mounted rootfs.
+    pub purges: Arc<tokio::sync::RwLock<()>>,
+    /// Containers made ahead of demand.
+    pub warm: crate::warm::WarmPool,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -38,6 +43,7 @@ impl Engine {
             },
         )?;
         let runtime = runtime::Runtime::new(config.runtime_dir(), config.shim_exe.clone());
+        let warm_images = config.warm_images;
         let engine = Arc::new(Engine {
             config,
             images,
@@ -45,6 +51,8 @@ impl Engine {
             containers: Table::default(),
             execs: Mutex::new(HashMap::new()),
             events: Events::default(),
+            purges: Arc::default(),
+            warm: crate::warm::WarmPool::new(warm_images),
             started: chrono::Utc::now(),
         });
         crate::recover::recover(&engine).await;

@@ -15,6 +15,7 @@ mod container_exec;
 mod container_inspect;
 mod container_io;
 mod container_remove;
+mod container_spec;
 mod container_start;
 mod container_stats;
 mod container_stop;
@@ -26,6 +27,7 @@ mod hijack;
 mod recover;
 mod server;
 mod table;
+mod warm;
 
 pub use config::Config;
 pub use engine::Engine;

@@ -2,6 +2,7 @@
 //!
 //! Running containers kept running under their shims: reconnect to them. Those whose shim is
 //! gone are marked exited with the code the shim recorded. Then restart policies apply.
+//! Containers made ahead of demand (see `warm`) are removed.
 
 use std::sync::Arc;
 
@@ -17,6 +18,11 @@ pub async fn recover(engine: &Arc<Engine>) {
     for d in rd.flatten() {
         let id = d.file_name().to_string_lossy().into_owned();
         let paths = Paths::new(&dir, &id);
+        if !paths.record().exists() {
+            // A container made ahead of demand (it has no record): it dies with its daemon.
+            crate::container_remove::purge(engine, &id).await;
+            continue;
+        }
         let c = match Container::load(&paths) {
             Ok(c) => c,
             Err(e) => {
@@ -25,7 +31,7 @@ pub async fn recover(engine: &Arc<Engine>) {
             }
         };
         if c.state.status == Status::Removing {
-            let _ = std::fs::remove_dir_all(&paths.dir);
+            crate::container_remove::purge(engine, &id).await;
             continue;
         }
         let entry = Entry::new(c.clone(), paths.clone());
@@ -35,6 +41,9 @@ pub async fn recover(engine: &Arc<Engine>) {
         }
         if c.state.status.is_running() || c.state.status == Status::Restarting {
             reattach(engine, &entry).await;
+        } else if c.state.status == Status::Created && engine.runtime.connect(&id).await.is_ok() {
+            // Claimed ahead of demand but not started: its start will make it anew.
+            crate::container_remove::release(engine, &id).await;
         }
     }
     // Restart policies also apply when the daemon starts.

@@ -17,12 +17,31 @@ use tower::ServiceExt;
 
 use crate::{api_containers, api_exec, api_images, api_system, ApiError, Config, Engine};
 
-/// Opens the engine, recovers its containers, and serves until the process is stopped.
-pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// Opens the engine, recovers its containers, and serves until `shutdown` completes; then
+/// removes the containers it made ahead of demand (containers keep running).
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let engine = Engine::open(config.clone()).await?;
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), "serving the Docker Engine API");
-    serve_on(engine, listener).await
+    let expiry = tokio::spawn(expire_warm(engine.clone()));
+    let served = tokio::select! {
+        r = serve_on(engine.clone(), listener) => r,
+        () = shutdown => Ok(()),
+    };
+    expiry.abort();
+    engine.warm.drain(&engine).await;
+    served
+}
+
+async fn expire_warm(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(crate::warm::IDLE / 10);
+    loop {
+        tick.tick().await;
+        engine.warm.expire(&engine).await;
+    }
 }
 
 fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {

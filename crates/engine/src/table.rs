@@ -32,6 +32,8 @@ pub struct Entry {
     pub teardown: tokio::sync::Mutex<()>,
     /// The running shim, if any.
     pub shim: Mutex<Option<runtime::Shim>>,
+    /// The shim of a container made ahead of demand that `create` claimed, until start.
+    pub warm: Mutex<Option<runtime::Shim>>,
     pub phase: watch::Sender<Phase>,
     /// Attach clients waiting for the next start.
     pub pending: Mutex<Vec<crate::container_io::Pending>>,
@@ -51,6 +53,7 @@ impl Entry {
             op: tokio::sync::Mutex::new(()),
             teardown: tokio::sync::Mutex::new(()),
             shim: Mutex::new(None),
+            warm: Mutex::new(None),
             phase: watch::channel(phase).0,
             pending: Mutex::new(Vec::new()),
         })
@@ -63,12 +66,22 @@ impl Entry {
             .clone()
     }
 
-    /// Changes the record and persists it.
+    /// Changes the record and persists it durably.
     pub fn update<R>(&self, f: impl FnOnce(&mut Container) -> R) -> ApiResult<R> {
+        self.change(f, true)
+    }
+
+    /// Changes the record's run state (started, exited) and persists it without forcing
+    /// it to disk (see [`Container::write`]).
+    pub fn update_state<R>(&self, f: impl FnOnce(&mut Container) -> R) -> ApiResult<R> {
+        self.change(f, false)
+    }
+
+    fn change<R>(&self, f: impl FnOnce(&mut Container) -> R, durable: bool) -> ApiResult<R> {
         let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
         let r = f(&mut record);
         record
-            .save(&self.paths)
+            .write(&self.paths, durable)
             .map_err(|e| ApiError::internal(format!("save container {}: {e}", self.id)))?;
         Ok(r)
     }
@@ -79,6 +92,10 @@ impl Entry {
 
     pub fn set_shim(&self, shim: Option<runtime::Shim>) {
         *self.shim.lock().unwrap_or_else(|e| e.into_inner()) = shim;
+    }
+
+    pub fn take_warm(&self) -> Option<runtime::Shim> {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

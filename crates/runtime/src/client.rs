@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio::net::UnixStream;
 
 use crate::error::IoContext;
-use crate::proto::{self, ExecSpec, Request, Response, ShimRequest};
+use crate::proto::{self, ExecSpec, ProcessOverride, Request, Response, ShimRequest};
 use crate::{read_exit_file, Error, ExitStatus};
 
 /// Which OCI runtime creates the container. The shim holds stdio and reaps in every case.
@@ -51,6 +51,8 @@ pub struct StartRequest {
     pub log: Option<LogConfig>,
     pub exit_file: PathBuf,
     pub runtime_class: RuntimeClass,
+    /// Create everything but the command: [`Shim::start_with`] brings it (libcontainer only).
+    pub deferred_process: bool,
 }
 
 /// Run another process in a running container.
@@ -197,7 +199,13 @@ impl Runtime {
             exit_file: req.exit_file,
             runtime_class: req.runtime_class,
             exec: None,
+            deferred_process: req.deferred_process,
         };
+        if sreq.deferred_process && sreq.runtime_class != RuntimeClass::Libcontainer {
+            return Err(Error::InvalidArgument(
+                "a deferred process needs the libcontainer runtime".into(),
+            ));
+        }
         self.spawn(sreq).await
     }
 
@@ -230,6 +238,7 @@ impl Runtime {
                 cwd: req.cwd,
                 user: req.user,
             }),
+            deferred_process: false,
         };
         self.spawn(sreq).await
     }
@@ -414,8 +423,20 @@ impl Shim {
     /// Starts the created process; returns its pid, or the start error (then the shim
     /// records the error in the exit file and exits). Starting twice is harmless.
     pub async fn start(&self) -> Result<i32, Error> {
+        self.start_request(Request::Start { process: None }).await
+    }
+
+    /// Starts a container created with `deferred_process`, running `process` in it.
+    pub async fn start_with(&self, process: ProcessOverride) -> Result<i32, Error> {
+        self.start_request(Request::Start {
+            process: Some(process),
+        })
+        .await
+    }
+
+    async fn start_request(&self, req: Request) -> Result<i32, Error> {
         let name = &self.inner.name;
-        match request(name, &self.inner.socket, &Request::Start).await {
+        match request(name, &self.inner.socket, &req).await {
             Ok(resp) => {
                 let pid = resp.pid.unwrap_or(0);
                 self.inner.pid.store(pid, Ordering::SeqCst);

@@ -3,7 +3,8 @@
 //! A client connects to the shim's unix socket and sends ONE request as a JSON line:
 //!
 //! - `{"op":"start"}`: start a created process (answers once it runs, or with the error;
-//!   after a start error the shim exits)
+//!   after a start error the shim exits). A container created with `deferred_process` takes
+//!   its command here: `{"op":"start","process":{"args":[…],"env":[…]}}`.
 //! - `{"op":"attach","stdin":true,"stdout":true,"stderr":false}`
 //! - `{"op":"resize","height":24,"width":80}`
 //! - `{"op":"signal","sig":15}`
@@ -33,7 +34,10 @@ pub const FRAME_HEADER: usize = 5;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
-    Start,
+    Start {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<ProcessOverride>,
+    },
     Attach {
         stdin: bool,
         stdout: bool,
@@ -83,6 +87,19 @@ pub struct ShimRequest {
     /// Exec only.
     #[serde(default)]
     pub exec: Option<ExecSpec>,
+    /// Create the container with everything but its command, which `start` brings (a
+    /// container made ahead of demand; libcontainer only).
+    #[serde(default)]
+    pub deferred_process: bool,
+}
+
+/// The command of a container created with `deferred_process`: it replaces the bundle's
+/// `process.args` and `process.env` right before `execve`. Everything else about the process
+/// (user, cwd, capabilities, rlimits) was fixed when the container was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessOverride {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

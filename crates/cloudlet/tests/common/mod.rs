@@ -233,6 +233,12 @@ impl Drop for Daemon {
             }
         }
         if let Some(mut c) = self.child.take() {
+            // SIGTERM, so the daemon removes the containers it made ahead of demand.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -103,6 +103,8 @@ struct Shim<'a> {
     /// Why `start` failed; the shim then records it and exits.
     start_error: Option<String>,
     final_status: Option<ExitStatus>,
+    /// Trim the text pages at the next turn of the loop, once the answer has gone out.
+    trim_pending: bool,
 }
 
 fn sigchld() -> SigSet {
@@ -146,6 +148,7 @@ pub fn serve(req: &crate::proto::ShimRequest, st: Proc, log: Option<LogFile>) ->
         exit_code: None,
         start_error: None,
         final_status: None,
+        trim_pending: false,
     };
     shim.reap();
     super::trim_text();
@@ -180,6 +183,9 @@ impl Shim<'_> {
             if self.start_error.is_some() {
                 self.finish();
                 return;
+            }
+            if std::mem::take(&mut self.trim_pending) {
+                super::trim_text();
             }
             if self.exit_code.is_some() {
                 let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN);
@@ -453,11 +459,11 @@ impl Shim<'_> {
             return;
         }
         match req {
-            Request::Start => {
+            Request::Start { process } => {
                 if !self.st.is_started() {
                     let req = self.req;
                     let st = &mut self.st;
-                    match with_child_signals(|| st.start(req)) {
+                    match with_child_signals(|| st.start(req, process.as_ref())) {
                         Ok(p) => {
                             resp.pid = Some(p);
                             for fd in [&self.st.stdout, &self.st.stderr, &self.st.stdin]
@@ -474,7 +480,7 @@ impl Shim<'_> {
                         }
                     }
                     self.reap();
-                    super::trim_text();
+                    self.trim_pending = true;
                 }
             }
             Request::Attach {

@@ -12,6 +12,7 @@
 //! It must run before any threads exist (libcontainer forks), so the binary's `main` calls
 //! [`main`] before it starts tokio.
 
+mod deferred;
 mod exec_confine;
 mod io;
 mod logfile;
@@ -56,6 +57,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
 
     close_inherited_fds();
+    // Descriptor 3 is where a container made ahead of demand receives its command
+    // (start::DEFERRED_FD); hold it with /dev/null so nothing else lands there.
+    if let Err(e) = start::reserve_deferred_fd() {
+        println!("error {e}");
+        return 1;
+    }
 
     // SAFETY: the caller guarantees the process is single-threaded (no tokio yet), so the
     // child may keep running arbitrary code.

@@ -16,7 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::cgroup::Cgroups;
-use crate::proto::ShimRequest;
+use crate::proto::{ProcessOverride, ShimRequest};
 use crate::RuntimeClass;
 
 /// The container (or exec) process and the shim's ends of its stdio.
@@ -37,10 +37,31 @@ pub struct Proc {
     console: Option<(UnixListener, PathBuf)>,
 }
 
+/// The descriptor on which a container created with `deferred_process` receives its
+/// command (see [`super::deferred`]).
+pub(super) const DEFERRED_FD: RawFd = 3;
+
+/// Holds [`DEFERRED_FD`] with /dev/null for the shim's lifetime, so that no other descriptor
+/// takes the number the container's init is given. Call before anything else opens a file.
+pub(super) fn reserve_deferred_fd() -> Result<(), String> {
+    let null = std::fs::File::open("/dev/null").map_err(|e| err("open /dev/null", e))?;
+    if null.as_raw_fd() != DEFERRED_FD {
+        nix::unistd::dup3(null.as_raw_fd(), DEFERRED_FD, OFlag::O_CLOEXEC)
+            .map_err(|e| err("reserve descriptor 3", e))?;
+    } else {
+        std::mem::forget(null);
+    }
+    Ok(())
+}
+
+/// How long a deferred command may take to reach `execve` once started.
+const DEFERRED_EXEC_TIMEOUT_MS: u16 = 30_000;
+
 /// The second half of starting, run when the daemon sends `start` (after it attached).
 enum Pending {
-    /// libcontainer created the container; its init waits for start.
-    Init,
+    /// libcontainer created the container; its init waits for start (and, for a deferred
+    /// process, for its command on this socket).
+    Init(Option<OwnedFd>),
     /// An exec is created and started in one go by libcontainer's tenant builder.
     Exec(ChildStdio),
     /// `runc create` ran; `runc start` remains.
@@ -123,8 +144,19 @@ pub fn create(req: &ShimRequest) -> Result<Proc, String> {
     };
 
     let created = match (req.runtime_class, &req.exec) {
+        (RuntimeClass::Libcontainer, None) if req.deferred_process => {
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| err("create command socket", e))?;
+            in_child(move || create_init(req, child, Some(theirs)))
+                .map(|pid| (pid, Pending::Init(Some(ours))))
+        }
         (RuntimeClass::Libcontainer, None) => {
-            in_child(move || create_init(req, child)).map(|pid| (pid, Pending::Init))
+            in_child(move || create_init(req, child, None)).map(|pid| (pid, Pending::Init(None)))
         }
         (RuntimeClass::Libcontainer, Some(_)) => Ok((0, Pending::Exec(child))),
         (class, None) => oci_create(req, class, child).map(|pid| (pid, Pending::OciStart)),
@@ -142,6 +174,9 @@ pub fn create(req: &ShimRequest) -> Result<Proc, String> {
     }
     if p.pid != 0 {
         p.take_console()?;
+        // libcontainer's init is in its cgroups now; a process that exits at once would
+        // leave nothing to read them from after start.
+        p.cgroups = Cgroups::of_pid(p.pid).ok();
     }
     Ok(p)
 }
@@ -152,12 +187,17 @@ impl Proc {
     }
 
     /// Starts the created process; on error the container is already cleaned up.
-    pub fn start(&mut self, req: &ShimRequest) -> Result<i32, String> {
+    pub fn start(
+        &mut self,
+        req: &ShimRequest,
+        process: Option<&ProcessOverride>,
+    ) -> Result<i32, String> {
         let Some(pending) = self.pending.take() else {
             return Ok(self.pid);
         };
         let res = match pending {
-            Pending::Init => in_child(|| start_init(req)).map(drop),
+            Pending::Init(None) => in_child(|| start_init(req)).map(drop),
+            Pending::Init(Some(channel)) => start_deferred(req, channel, process),
             Pending::Exec(child) => {
                 in_child(move || start_exec(req, child)).map(|pid| self.pid = pid)
             }
@@ -172,7 +212,7 @@ impl Proc {
             return Err(e);
         }
         self.take_console()?;
-        if req.exec.is_none() {
+        if req.exec.is_none() && self.cgroups.is_none() {
             self.cgroups = Cgroups::of_pid(self.pid).ok();
         }
         Ok(self.pid)
@@ -308,9 +348,21 @@ fn in_child(f: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
     }
 }
 
-fn create_init(req: &ShimRequest, child: ChildStdio) -> Result<i32, String> {
+fn create_init(
+    req: &ShimRequest,
+    child: ChildStdio,
+    deferred: Option<OwnedFd>,
+) -> Result<i32, String> {
     let bundle = req.bundle.clone().ok_or("no bundle in request")?;
-    let b = builder(req, child)?;
+    let mut b = builder(req, child)?;
+    if let Some(fd) = deferred {
+        // dup2 leaves the new descriptor inheritable: the init gets it as DEFERRED_FD.
+        nix::unistd::dup2(fd.as_raw_fd(), DEFERRED_FD)
+            .map_err(|e| err("pass command socket", e))?;
+        b = b
+            .with_preserved_fds(1)
+            .with_executor(super::deferred::DeferredExec);
+    }
     let c = b
         .as_init(bundle)
         .with_systemd(false)
@@ -337,6 +389,40 @@ fn start_init(req: &ShimRequest) -> Result<i32, String> {
         e.to_string()
     })?;
     Ok(0)
+}
+
+/// Starts a container created with a deferred process: sends its command, gives the start
+/// signal, and reads the executor's answer (EOF once it exec'd, or `err <message>`).
+fn start_deferred(
+    req: &ShimRequest,
+    channel: OwnedFd,
+    process: Option<&ProcessOverride>,
+) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut line =
+        serde_json::to_vec(&process.cloned().unwrap_or_default()).map_err(|e| err("command", e))?;
+    line.push(b'\n');
+    let mut channel = std::fs::File::from(channel);
+    channel
+        .write_all(&line)
+        .map_err(|e| err("send command", e))?;
+    in_child(|| start_init(req))?;
+    let mut fds = [PollFd::new(channel.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::from(DEFERRED_EXEC_TIMEOUT_MS))
+        .map_err(|e| err("wait for the command to start", e))?;
+    if ready == 0 {
+        // Still not exec'd: it runs as far as we can tell; its exit will tell the rest.
+        return Ok(());
+    }
+    let mut answer = String::new();
+    let _ = BufReader::new(&channel).read_line(&mut answer);
+    match answer.trim_end().strip_prefix("err ") {
+        None => Ok(()),
+        Some(msg) => {
+            cleanup(req);
+            Err(msg.to_string())
+        }
+    }
 }
 
 /// Writes the exec's process.json: the container's process with the exec's command, env,

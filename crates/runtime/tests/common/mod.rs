@@ -102,6 +102,7 @@ impl Env {
             }),
             exit_file: self.exit_path(id),
             runtime_class: RuntimeClass::Libcontainer,
+            deferred_process: false,
         }
     }
 
