@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod apply;
 pub mod auth;
 pub mod catalog;
 mod crd;
@@ -24,8 +25,12 @@ mod defaults;
 mod delete;
 mod discovery;
 mod encrypt;
+mod field_diff;
+mod field_types;
+mod fieldset;
 mod gc;
 pub mod keys;
+mod managed_fields;
 pub mod meta;
 mod objects;
 mod openapi;

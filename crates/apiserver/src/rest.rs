@@ -387,8 +387,19 @@ fn prepare_create(res: &Resource, obj: &mut Value) {
 }
 
 async fn create(state: &AppState, call: &Call, body: bytes::Bytes) -> Result<Response, ApiError> {
+    let obj = decode_object(&call.headers, &body)?;
+    create_object(state, call, obj, None).await
+}
+
+/// Creates `obj`; `applied` is the field set of a server-side apply that creates it
+/// (its manager's managedFields entry), `None` for a plain create.
+pub(crate) async fn create_object(
+    state: &AppState,
+    call: &Call,
+    mut obj: Value,
+    applied: Option<crate::fieldset::FieldSet>,
+) -> Result<Response, ApiError> {
     let res = &call.res;
-    let mut obj = decode_object(&call.headers, &body)?;
     check_type(res, &mut obj)?;
     let ns = call.req.namespace.clone();
     {
@@ -415,6 +426,7 @@ async fn create(state: &AppState, call: &Call, body: bytes::Bytes) -> Result<Res
     }
     prepare_create(res, &mut obj);
     validate(res, &mut obj)?;
+    crate::managed_fields::record_create(call, &mut obj, applied)?;
     if res.namespaced {
         match state.objects.namespace_state(&ns).await? {
             NamespaceState::Missing => return Err(ApiError::namespace_not_found(&ns)),

@@ -307,6 +307,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/openapi/v3", get(openapi::root))
         .route("/openapi/v3/api/{version}", get(openapi::core))
         .route("/openapi/v3/apis/{group}/{version}", get(openapi::group))
+        .route("/openapi/v2", get(openapi::v2))
         .fallback(rest::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authn_authz))
         .layer(middleware::from_fn(crate::request::buffer_body))

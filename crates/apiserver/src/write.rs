@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::apply;
 use crate::catalog::{Resource, Subresource};
+use crate::managed_fields::{self, record_update, Writer};
 use crate::meta;
 use crate::objects::Objects;
 use crate::patch::{self, PatchType};
@@ -203,17 +205,30 @@ fn respond(state: &AppState, call: &Call, obj: Value) -> Response {
     }
 }
 
+/// Runs `f` in the store's read-modify-write loop and records the write in the result's
+/// managedFields.
 async fn run_update<F>(
     objects: &Objects,
     call: &Call,
     dry_run: bool,
-    f: F,
+    mut f: F,
 ) -> Result<Value, ApiError>
 where
-    F: FnMut(Value) -> Result<Value, ApiError>,
+    F: FnMut(&Value) -> Result<Value, ApiError>,
 {
+    let writer = Writer::of(call)?;
     objects
-        .update(&call.res, &call.req.namespace, &call.req.name, dry_run, f)
+        .update(
+            &call.res,
+            &call.req.namespace,
+            &call.req.name,
+            dry_run,
+            |old| {
+                let mut new = f(&old)?;
+                record_update(&call.res, &writer, &old, &mut new);
+                Ok(new)
+            },
+        )
         .await
 }
 
@@ -229,19 +244,19 @@ pub async fn update(
     let updated = match call.req.subresource.as_str() {
         "" => {
             run_update(&state.objects, call, dry_run, |old| {
-                prepare_update(res, &old, body.clone())
+                prepare_update(res, old, body.clone())
             })
             .await?
         }
         "status" => {
             run_update(&state.objects, call, dry_run, |old| {
-                prepare_status(res, &old, &body)
+                prepare_status(res, old, &body)
             })
             .await?
         }
         "scale" => {
             run_update(&state.objects, call, dry_run, |old| {
-                apply_scale(res, &old, &body)
+                apply_scale(res, old, &body)
             })
             .await?
         }
@@ -251,7 +266,8 @@ pub async fn update(
 }
 
 /// PATCH: apply a JSON, merge or strategic merge patch to the latest object, retrying
-/// on concurrent writes (a resourceVersion inside the patch is a precondition).
+/// on concurrent writes (a resourceVersion inside the patch is a precondition), or a
+/// server-side apply.
 pub async fn patch(
     state: &AppState,
     call: &Call,
@@ -260,18 +276,29 @@ pub async fn patch(
     let res = &call.res;
     let dry_run = call.params.dry_run()?;
     let kind = PatchType::from_content_type(content_type(&call.headers))?;
+    if kind == PatchType::Apply {
+        return server_side_apply(state, call, &body).await;
+    }
+    if call.params.get("force").is_some() {
+        return Err(managed_fields::invalid_options(
+            "patch",
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
+        ));
+    }
     let updated = match call.req.subresource.as_str() {
         "" => {
             run_update(&state.objects, call, dry_run, |old| {
-                let patched = patch::apply(kind, res, &old, &body)?;
-                prepare_update(res, &old, patched)
+                let patched = patch::apply(kind, res, old, &body)?;
+                prepare_update(res, old, patched)
             })
             .await?
         }
         "status" => {
             run_update(&state.objects, call, dry_run, |old| {
-                let patched = patch::apply(kind, res, &old, &body)?;
-                prepare_status(res, &old, &patched)
+                let patched = patch::apply(kind, res, old, &body)?;
+                prepare_status(res, old, &patched)
             })
             .await?
         }
@@ -283,14 +310,91 @@ pub async fn patch(
                 } else {
                     kind
                 };
-                let patched = patch::apply(kind, res, &to_scale(&old), &body)?;
-                apply_scale(res, &old, &patched)
+                let patched = patch::apply(kind, res, &to_scale(old), &body)?;
+                apply_scale(res, old, &patched)
             })
             .await?
         }
         _ => return Err(ApiError::path_not_found()),
     };
     Ok(respond(state, call, updated))
+}
+
+/// Server-side apply of the body to the object, or its creation when it does not exist.
+async fn server_side_apply(
+    state: &AppState,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let res = &call.res;
+    let force = match call.params.str("force") {
+        "" | "false" | "False" | "0" => false,
+        "true" | "True" | "1" => true,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid force value {other:?}: not a boolean"
+            )))
+        }
+    };
+    if call.params.str("fieldManager").is_empty() {
+        return Err(managed_fields::invalid_options(
+            "patch",
+            "fieldManager",
+            "FieldValueRequired",
+            "Required value: is required for apply patch",
+        ));
+    }
+    let status = match call.req.subresource.as_str() {
+        "" => false,
+        "status" => true,
+        _ => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "server-side apply is not supported for the {} subresource; use a merge patch",
+                    call.req.subresource
+                ),
+            ))
+        }
+    };
+    let dry_run = call.params.dry_run()?;
+    let writer = Writer::of(call)?;
+    let config = apply::parse_config(res, body, &call.req.name, &call.req.namespace)?;
+    loop {
+        let updated = state
+            .objects
+            .update(res, &call.req.namespace, &call.req.name, dry_run, |old| {
+                let applied = apply::apply(res, &writer, &old, &config, force)?;
+                let mut new = if status {
+                    prepare_status(res, &old, &applied.object)?
+                } else {
+                    prepare_update(res, &old, applied.object)?
+                };
+                applied.managed.store(&mut new);
+                Ok(new)
+            })
+            .await;
+        match updated {
+            Ok(obj) => return Ok(respond(state, call, obj)),
+            Err(e) if e.code == 404 && !status => {
+                let fields = apply::applied_fields(res, &writer, &config)?;
+                let created = crate::rest::create_object(
+                    state,
+                    call,
+                    apply::new_object(&config),
+                    Some(fields),
+                )
+                .await;
+                match created {
+                    // Created meanwhile by someone else: apply to theirs.
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

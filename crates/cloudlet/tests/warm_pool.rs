@@ -148,7 +148,11 @@ fn waiting_containers_never_outlive_their_image_or_daemon() {
 fn the_pool_can_be_turned_off() {
     require_machine!();
     let d = Daemon::start_with(&["--warm-pool", "0"]);
-    let out = d.cloudlet(&["import", &common::busybox_tar().to_string_lossy(), "busybox"]);
+    let out = d.cloudlet(&[
+        "import",
+        &common::busybox_tar().to_string_lossy(),
+        "busybox",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     d.ok(&["run", "--rm", "busybox", "true"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
