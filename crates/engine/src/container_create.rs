@@ -34,8 +34,6 @@ pub async fn create(
     let mut host_config = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host_config)?;
     default_host_config(&mut host_config)?;
-    // A start usually follows: begin the kernel's wait for its cgroup migration now.
-    drop(tokio::task::spawn_blocking(runtime::prewarm_migration));
 
     let images = engine.images.clone();
     let r = image_ref.clone();
@@ -66,8 +64,15 @@ pub async fn create(
     };
     // A container made ahead of demand with this one's shape becomes this one.
     let claimed = engine.warm.claim(engine, &container).await;
-    if let Some(w) = &claimed {
-        container.id = w.id.clone();
+    match &claimed {
+        Some(w) => {
+            tracing::debug!(id = %w.id, "claimed a warm container");
+            container.id = w.id.clone();
+        }
+        // A start usually follows: begin the kernel's wait for its cgroup migration now.
+        // (Not for a claimed container: it migrates nothing, and the move holds up every
+        // fork and thread creation on the host until its grace period ends.)
+        None => drop(tokio::task::spawn_blocking(runtime::prewarm_migration)),
     }
     let id = container.id.clone();
     let paths = Paths::new(&engine.config.containers_dir(), &id);

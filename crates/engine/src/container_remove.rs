@@ -42,8 +42,10 @@ pub async fn remove(
         let _ = phase.wait_for(|p| !p.running).await;
     }
     // Once the record says Removing, the removal is as good as done: a daemon that dies
-    // before the host side is released finishes it when it starts again.
-    entry.update(|c| c.state.status = Status::Removing)?;
+    // before the host side is released finishes it when it starts again. Like dockerd's
+    // removal, it is not forced to disk: a power loss right after may bring the container
+    // back as exited, and no acknowledged container is ever lost.
+    entry.update_state(|c| c.state.status = Status::Removing)?;
     drop(entry.take_warm());
     let (purging, e2, entry2) = (
         engine.purges.clone().read_owned().await,

@@ -122,7 +122,9 @@ async fn launch(
         .map_err(|e| start_failed(c, e))?;
     tracing::debug!(id = %c.id, "shim created the container");
     let started = run_created(entry, c, &shim, None).await?;
-    engine.warm.remember(engine, c);
+    if engine.warm.remember(engine, c) {
+        refill_later(engine, entry, c);
+    }
     Ok(started)
 }
 
@@ -141,6 +143,7 @@ async fn launch_warm(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
+    tracing::debug!(id = %c.id, "bundle rewritten");
     let process = match process {
         Ok(p) => p,
         Err(e) => {
@@ -149,8 +152,21 @@ async fn launch_warm(
         }
     };
     let started = run_created(entry, c, &shim, Some(process)).await;
-    engine.warm.refill(engine, &c.image_id);
+    refill_later(engine, entry, c);
     started
+}
+
+/// Has the pool make the next container of `c`'s shape. Making one forks processes and
+/// moves one into cgroups, which holds up forks host-wide for a moment: so not while `c`
+/// starts, but once it exits or has run for a while.
+fn refill_later(engine: &Arc<Engine>, entry: &Arc<Entry>, c: &Container) {
+    let (e2, image_id, mut phase) = (engine.clone(), c.image_id.clone(), entry.phase.subscribe());
+    let exits = phase.borrow().exits;
+    tokio::spawn(async move {
+        let exited = phase.wait_for(|p| p.exits > exits);
+        let _ = tokio::time::timeout(crate::warm::REFILL_AFTER, exited).await;
+        e2.warm.refill(&e2, &image_id);
+    });
 }
 
 /// Hands the created container to waiting attach clients, then starts its process.

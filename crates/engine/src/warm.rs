@@ -26,6 +26,9 @@ use crate::Engine;
 /// How long an image stays warm without being claimed.
 pub const IDLE: Duration = Duration::from_secs(10 * 60);
 
+/// How long after a claimed container started the next one is made, unless it exits first.
+pub const REFILL_AFTER: Duration = Duration::from_millis(100);
+
 /// The longest a `create` waits for a container being made for it.
 const FILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -108,11 +111,12 @@ impl WarmPool {
         })
     }
 
-    /// After `c` started the usual way: keep one container of its shape waiting (this shape
-    /// replaces an image's earlier one).
-    pub fn remember(&self, engine: &Arc<Engine>, c: &Container) {
+    /// After `c` started the usual way: its shape is the one kept waiting for its image from
+    /// now on (a waiting container of another shape goes). True if the caller should
+    /// [`WarmPool::refill`].
+    pub fn remember(&self, engine: &Arc<Engine>, c: &Container) -> bool {
         if self.images == 0 || !warmable(c) {
-            return;
+            return false;
         }
         let mut stale = Vec::new();
         {
@@ -152,7 +156,7 @@ impl WarmPool {
         for id in stale {
             tokio::spawn(purge_owned(engine.clone(), id));
         }
-        self.refill(engine, &c.image_id);
+        true
     }
 
     /// Makes the next waiting container for `image_id`, unless one waits or is being made.
