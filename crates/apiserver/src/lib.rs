@@ -17,7 +17,9 @@
 //! # }
 //! ```
 
+mod admission;
 mod apply;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 mod crd;
@@ -32,6 +34,7 @@ mod gc;
 pub mod keys;
 mod managed_fields;
 pub mod meta;
+mod metrics;
 mod objects;
 mod openapi;
 mod patch;

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::auth::{Authorizer, User};
@@ -201,20 +202,59 @@ pub async fn list_options(state: &AppState, call: &Call) -> Result<ListOptions, 
 
 async fn list(state: &AppState, call: &Call) -> Result<Response, ApiError> {
     let opts = list_options(state, call).await?;
-    let page = state
-        .objects
-        .list(&call.res, &call.req.namespace, &opts)
-        .await?;
+    let (res, ns) = (&call.res, &call.req.namespace);
     if table::wanted(&call.headers) {
+        let page = state.objects.list(res, ns, &opts).await?;
         return Ok(json_response(
             StatusCode::OK,
-            &table::for_list(&call.res, &page, &call.params),
+            &table::for_list(res, &page, &call.params),
         ));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(&call.res, page.items, page.revision, page.continue_token),
-    ))
+    let page = state.objects.list_raw(res, ns, &opts).await?;
+    Ok(stream_list(res.clone(), page).await?.into_response())
+}
+
+/// Size of the pieces a list is sent in.
+const LIST_PIECE: usize = 128 * 1024;
+
+/// The JSON list of `page`, written from the store's bytes without parsing them (see
+/// [`crate::objects::write_list`]). A big list is written on a blocking thread while the
+/// pieces already written are sent: an error in its first piece answers as usual, a later
+/// one (a corrupt stored object) can only cut the response short.
+async fn stream_list(
+    res: Arc<Resource>,
+    page: crate::objects::RawPage,
+) -> Result<Response, ApiError> {
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    if page.kvs.iter().map(|kv| kv.value.len()).sum::<usize>() < LIST_PIECE {
+        let mut body = Vec::new();
+        crate::objects::write_list(&res, &page, usize::MAX, |all| {
+            body = all;
+            true
+        })?;
+        return Ok((StatusCode::OK, json, body).into_response());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, ApiError>>(4);
+    tokio::task::spawn_blocking(move || {
+        let sent = crate::objects::write_list(&res, &page, LIST_PIECE, |piece| {
+            tx.blocking_send(Ok(piece.into())).is_ok()
+        });
+        if let Err(e) = sent {
+            tracing::error!("list {}: {}", res.qualified(), e.message);
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Ok(piece)) => piece,
+        Some(Err(e)) => return Err(e),
+        None => return Err(ApiError::internal("the list writer stopped".to_string())),
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?.map_err(std::io::Error::other);
+        Some((piece, rx))
+    });
+    let body = futures::stream::once(async move { Ok(first) }).chain(rest);
+    Ok((StatusCode::OK, json, Body::from_stream(body)).into_response())
 }
 
 /// A `<Kind>List` object.
@@ -440,8 +480,10 @@ pub(crate) async fn create_object(
             NamespaceState::Active => {}
         }
     }
+    // Held until the object is stored: it keeps the namespace's quota lock.
+    let admitted = crate::admission::admit_create(state, call, &mut obj).await?;
     if call.params.dry_run()? {
-        return Ok(json_response(StatusCode::CREATED, &obj));
+        return Ok(admitted.respond(json_response(StatusCode::CREATED, &obj)));
     }
     let store = state.objects.store.clone();
     let claimed = match crate::services::is_service(res) {
@@ -457,7 +499,7 @@ pub(crate) async fn create_object(
     if created.is_err() {
         crate::services::release_keys(store.as_ref(), &claimed).await;
     }
-    created
+    created.map(|r| admitted.respond(r))
 }
 
 /// Creates `obj`; a generated name that collides gets a new suffix, as upstream retries.
@@ -483,5 +525,41 @@ async fn create_named(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn big_lists_stream_the_same_bytes() {
+        let res = crate::catalog::Catalog::builtin()
+            .lookup("", "v1", "configmaps")
+            .unwrap();
+        let page = crate::objects::RawPage {
+            kvs: (0..300)
+                .map(|i| store::KeyValue {
+                    key: format!("/registry/core/configmaps/d/c{i:03}"),
+                    value: serde_json::to_vec(&json!({"kind": "ConfigMap",
+                        "metadata": {"name": format!("c{i:03}"), "resourceVersion": "1"},
+                        "data": {"k": "v".repeat(1000)}}))
+                    .unwrap(),
+                    create_revision: i + 2,
+                    mod_revision: i + 2,
+                })
+                .collect(),
+            revision: 400,
+            continue_token: Some("next".into()),
+        };
+        let whole = crate::objects::list_json(&res, &page).unwrap();
+        assert!(whole.len() > 2 * LIST_PIECE);
+        let resp = stream_list(res, page).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, whole);
+        let list: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(list["items"][299]["metadata"]["resourceVersion"], "301");
+        assert_eq!(list["metadata"]["continue"], "next");
     }
 }

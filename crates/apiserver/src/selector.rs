@@ -156,7 +156,11 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = meta::labels(obj);
+        self.matches_labels(&meta::labels(obj))
+    }
+
+    /// Whether an object with these labels matches (for callers that have only them).
+    pub fn matches_labels(&self, labels: &[(&str, &str)]) -> bool {
         let get = |k: &str| labels.iter().find(|(lk, _)| *lk == k).map(|(_, v)| *v);
         self.reqs.iter().all(|req| {
             let v = get(&req.key);
@@ -264,32 +268,38 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs
-            .iter()
-            .all(|(field, want, eq)| (field_value(obj, field) == *want) == *eq)
+        self.matches_by(|path| {
+            let mut cur = obj;
+            for part in path {
+                cur = cur.get(part)?;
+            }
+            Some(cur.clone())
+        })
+    }
+
+    /// Matches with `lookup` giving the value at a field's path (object keys from the
+    /// top; `None` when missing): lets a caller look fields up without a parsed object.
+    pub fn matches_by(&self, mut lookup: impl FnMut(&[&str]) -> Option<Value>) -> bool {
+        self.reqs.iter().all(|(field, want, eq)| {
+            // Upstream's `source` selector on events means the reporting component.
+            let field = if field == "source" {
+                "source.component"
+            } else {
+                field
+            };
+            let path: Vec<&str> = field.split('.').collect();
+            (field_text(lookup(&path)) == *want) == *eq
+        })
     }
 }
 
 /// A field's value as a selector compares it: strings as they are, other scalars in
 /// their JSON form, missing fields as "".
-fn field_value(obj: &Value, path: &str) -> String {
-    // Upstream's `source` selector on events means the reporting component.
-    let path = if path == "source" {
-        "source.component"
-    } else {
-        path
-    };
-    let mut cur = obj;
-    for part in path.split('.') {
-        match cur.get(part) {
-            Some(v) => cur = v,
-            None => return String::new(),
-        }
-    }
-    match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+fn field_text(v: Option<Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
     }
 }
 

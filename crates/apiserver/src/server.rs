@@ -6,12 +6,12 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -22,9 +22,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::audit::{AuditConfig, AuditLog};
 use crate::auth::{self, AllowMasters, Authorizer, Decision, PeerIdentity, User};
 use crate::catalog::Catalog;
 use crate::discovery;
+use crate::encrypt::{self, SecretsAtRest};
+use crate::metrics::{self, Metrics};
 use crate::objects::Objects;
 use crate::openapi;
 use crate::request_info::RequestInfo;
@@ -52,6 +55,12 @@ pub enum Error {
     LocalAddr(#[source] std::io::Error),
     #[error("create {name}: {error}")]
     Bootstrap { name: String, error: ApiError },
+    #[error("open audit log {}", path.display())]
+    AuditLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("service CIDR {cidr:?}: {reason}")]
     ServiceCidr { cidr: String, reason: String },
 }
@@ -76,6 +85,8 @@ pub struct Config {
     /// A bearer token must be for one of these audiences.
     pub audiences: Vec<String>,
     pub catalog: Arc<Catalog>,
+    /// The audit log (`--audit-log-path`, `--audit-level`); `None` logs nothing.
+    pub audit: Option<AuditConfig>,
 }
 
 impl Config {
@@ -90,6 +101,7 @@ impl Config {
             authorizer: Arc::new(AllowMasters),
             audiences: vec![pki::DEFAULT_ISSUER.to_string(), "k3s".to_string()],
             catalog: Arc::new(Catalog::builtin()),
+            audit: None,
         }
     }
 }
@@ -124,6 +136,8 @@ fn serving_sans(config: &Config) -> Vec<San> {
 /// A configured API server, ready to serve.
 pub struct ApiServer {
     state: Arc<AppState>,
+    observe: Arc<Observe>,
+    secrets: Arc<SecretsAtRest>,
     /// The revision the CRDs were loaded at: where watching them starts.
     crds_at: store::Revision,
     tls: TlsAcceptor,
@@ -137,7 +151,18 @@ impl ApiServer {
     pub async fn new(config: Config) -> Result<ApiServer, Error> {
         let cert = config.pki.server_cert(&serving_sans(&config))?;
         let tls = config.pki.rustls_server_config(&cert)?;
-        let store = crate::encrypt::SecretsAtRest::wrap(config.store.clone(), config.pki.clone());
+        let secrets = SecretsAtRest::new(config.store.clone(), config.pki.clone());
+        let store: Arc<dyn store::Store> = secrets.clone();
+        let metrics = Arc::new(Metrics::new());
+        let audit = match &config.audit {
+            Some(audit) => AuditLog::start(audit, metrics.clone())
+                .map_err(|source| Error::AuditLog {
+                    path: audit.path.clone(),
+                    source,
+                })?
+                .map(Arc::new),
+            None => None,
+        };
         let services =
             crate::services::ServiceRanges::parse(&config.service_cidr).map_err(|reason| {
                 Error::ServiceCidr {
@@ -165,8 +190,15 @@ impl ApiServer {
                 name: "custom resource definitions".into(),
                 error,
             })?;
+        let observe = Arc::new(Observe {
+            metrics,
+            audit,
+            objects: state.objects.clone(),
+        });
         Ok(ApiServer {
             state,
+            observe,
+            secrets,
             crds_at,
             tls: TlsAcceptor::from(Arc::new(tls)),
             bind: config.bind,
@@ -177,7 +209,11 @@ impl ApiServer {
     /// The HTTP application without TLS. Requests need a [`PeerIdentity`] extension to
     /// be authenticated by certificate (the TLS layer adds it); for in-process tests.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        router(
+            self.state.clone(),
+            self.observe.clone(),
+            self.secrets.clone(),
+        )
     }
 
     /// Binds the configured address.
@@ -278,6 +314,7 @@ async fn serve_connection(
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(identity.clone());
+            req.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
     if let Err(e) = auto::Builder::new(TokioExecutor::new())
@@ -288,7 +325,7 @@ async fn serve_connection(
     }
 }
 
-fn router(state: Arc<AppState>) -> Router {
+fn router(state: Arc<AppState>, observe: Arc<Observe>, secrets: Arc<SecretsAtRest>) -> Router {
     Router::new()
         .route("/version", get(discovery::version))
         .route("/healthz", get(discovery::health))
@@ -308,14 +345,85 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/openapi/v3/api/{version}", get(openapi::core))
         .route("/openapi/v3/apis/{group}/{version}", get(openapi::group))
         .route("/openapi/v2", get(openapi::v2))
+        .route("/metrics", get(serve_metrics).with_state(observe.clone()))
+        .route(
+            "/v1-cloudlet/encrypt/status",
+            get(encrypt::status_handler).with_state(secrets.clone()),
+        )
+        .route(
+            "/v1-cloudlet/encrypt/rotate",
+            post(encrypt::rotate_handler).with_state(secrets),
+        )
         .fallback(rest::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authn_authz))
+        .layer(middleware::from_fn_with_state(observe, observe_request))
         .layer(middleware::from_fn(crate::request::buffer_body))
         .with_state(state)
 }
 
+/// What the observing middleware needs: metrics, the audit log, and the objects to count.
+struct Observe {
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<AuditLog>>,
+    objects: Objects,
+}
+
+async fn serve_metrics(State(observe): State<Arc<Observe>>) -> Response {
+    let text = observe.metrics.render(&observe.objects).await;
+    ([(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// Counts and times every request and writes its audit event. It runs outside
+/// authentication so that refused requests are counted and audited too; the user comes
+/// back on the response (see [`authn_authz`]).
+async fn observe_request(
+    State(observe): State<Arc<Observe>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let info = RequestInfo::parse(request.method(), request.uri().path(), &query);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str());
+    let labels = metrics::labels(
+        &info,
+        request.method(),
+        request.headers(),
+        &query,
+        route,
+        &observe.objects.catalog,
+    );
+    let long_running = metrics::is_long_running(&info);
+    let read_only = matches!(
+        *request.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let in_flight = (!long_running).then(|| observe.metrics.in_flight(!read_only));
+    let (request, pending) = match &observe.audit {
+        Some(log) => {
+            let (request, pending) = log.begin(request, &info).await;
+            (request, Some(pending))
+        }
+        None => (request, None),
+    };
+    let response = next.run(request).await;
+    drop(in_flight);
+    let elapsed = (!long_running).then(|| start.elapsed());
+    observe
+        .metrics
+        .record(labels, response.status().as_u16(), elapsed);
+    match (&observe.audit, pending) {
+        (Some(log), Some(pending)) => log.finish(pending, response, long_running).await,
+        _ => response,
+    }
+}
+
 /// Authenticates, works out what the request is about, and asks the authorizer; the
-/// handlers get the [`User`] and [`RequestInfo`] as extensions.
+/// handlers get the [`User`] and [`RequestInfo`] as extensions, and the response carries
+/// the [`User`] back out for the audit log.
 async fn authn_authz(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -348,12 +456,16 @@ async fn authn_authz(
     if !auth::is_public_path(&path) {
         if let Decision::Deny(reason) = state.authorizer.authorize(&user, &info).await {
             tracing::debug!("denied {} {path} to {}", info.verb(), user.name);
-            return auth::forbidden(&user, &info, &reason).into_response();
+            let mut response = auth::forbidden(&user, &info, &reason).into_response();
+            response.extensions_mut().insert(user);
+            return response;
         }
     }
     request.extensions_mut().insert(info);
-    request.extensions_mut().insert(user);
-    next.run(request).await
+    request.extensions_mut().insert(user.clone());
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(user);
+    response
 }
 
 async fn service_account_exists(objects: &Objects, ns: &str, name: &str, uid: &str) -> bool {

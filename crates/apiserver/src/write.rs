@@ -217,6 +217,7 @@ where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
     let writer = Writer::of(call)?;
+    let admission = crate::admission::UpdateCheck::prepare(objects, call).await?;
     objects
         .update(
             &call.res,
@@ -225,6 +226,7 @@ where
             dry_run,
             |old| {
                 let mut new = f(&old)?;
+                admission.check(call, &old, &mut new)?;
                 record_update(&call.res, &writer, &old, &mut new);
                 Ok(new)
             },

@@ -1,13 +1,15 @@
 //! cloudlet: a cloud platform in one binary.
 //!
 //! This file only parses the command line: `server` (server.rs) runs the engine and the
-//! Kubernetes API server, `shim` is the per-container process the runtime re-executes, and
-//! every other verb is a Docker API client from the `cli` crate.
+//! Kubernetes API server, `shim` is the per-container process the runtime re-executes,
+//! `secrets-encrypt` (secrets_encrypt.rs) asks the server to rotate its Secret encryption
+//! key, and every other verb is a Docker API client from the `cli` crate.
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+mod secrets_encrypt;
 mod server;
 use server::ServerArgs;
 
@@ -30,6 +32,8 @@ struct Args {
 enum Command {
     /// Run the cloudlet daemon: the node engine (Docker Engine API) and the Kubernetes API.
     Server(ServerArgs),
+    /// Show or rotate the key that encrypts Secrets at rest (asks the running server).
+    SecretsEncrypt(secrets_encrypt::Args),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -43,6 +47,7 @@ fn main() {
     let args = Args::parse();
     let code = match args.command {
         Command::Server(s) => server::run(s),
+        Command::SecretsEncrypt(a) => secrets_encrypt::run(a),
         Command::Client(cmd) => client(args.host, cmd),
     };
     std::process::exit(code);

@@ -59,6 +59,14 @@ pub struct ServerArgs {
     /// Where Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     service_cidr: String,
+    /// Write an audit log of API requests to this file (JSON lines of audit.k8s.io/v1
+    /// Events), or to standard output with `-`. Unset: no audit log.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// How much the audit log records: None, Metadata, Request or RequestResponse
+    /// (Secrets and ConfigMaps are never logged beyond Metadata).
+    #[arg(long, default_value = "Metadata", value_parser = str::parse::<apiserver::audit::Level>)]
+    audit_level: apiserver::audit::Level,
 }
 
 /// A CIDR such as 10.43.0.0/16: checked now, used by the networking work to come.
@@ -135,6 +143,13 @@ async fn control_plane(s: &ServerArgs) -> anyhow::Result<apiserver::ApiServer> {
     config.service_cidr = s.service_cidr.clone();
     config.kubeconfig = Some(s.write_kubeconfig.clone());
     config.authorizer = Arc::new(apiserver::Rbac::new(store));
+    config.audit = s
+        .audit_log_path
+        .clone()
+        .map(|path| apiserver::audit::AuditConfig {
+            path,
+            level: s.audit_level,
+        });
     apiserver::ApiServer::new(config)
         .await
         .context("start the Kubernetes API server")

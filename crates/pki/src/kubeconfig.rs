@@ -125,6 +125,71 @@ impl Pki {
     }
 }
 
+/// The server URL of a kubeconfig's current context and a TLS client config that trusts its
+/// CA and presents its client certificate (what an admin command needs to call the server).
+pub fn client_tls(path: &Path) -> Result<(String, rustls::ClientConfig)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |reason: String| Error::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config: Kubeconfig = serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let context = config
+        .contexts
+        .iter()
+        .find(|c| c.name == config.current_context)
+        .or(config.contexts.first())
+        .ok_or_else(|| invalid("no context".into()))?;
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == context.context.cluster)
+        .ok_or_else(|| invalid("the context names no cluster in it".into()))?;
+    let user = config
+        .users
+        .iter()
+        .find(|u| u.name == context.context.user)
+        .ok_or_else(|| invalid("the context names no user in it".into()))?;
+    let pem = |data: &str, what: &str| {
+        STANDARD
+            .decode(data.trim())
+            .map_err(|e| invalid(format!("{what}: {e}")))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = pem(
+        &cluster.cluster.certificate_authority_data,
+        "certificate-authority-data",
+    )?;
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        let cert = cert.map_err(|e| invalid(format!("certificate-authority-data: {e}")))?;
+        roots.add(cert).map_err(Error::Tls)?;
+    }
+    let certs = CertificateDer::pem_slice_iter(&pem(
+        &user.user.client_certificate_data,
+        "client-certificate-data",
+    )?)
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(|e| invalid(format!("client-certificate-data: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&pem(&user.user.client_key_data, "client-key-data")?)
+        .map_err(|e| invalid(format!("client-key-data: {e}")))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(Error::Tls)?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .map_err(Error::Tls)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((cluster.cluster.server.clone(), tls))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 
 pub use ca::{ClientCert, Pki};
 pub use kubeconfig::{
-    render_kubeconfig, write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo,
-    NamedCluster, NamedContext, KUBECONFIG_NAME,
+    client_tls, render_kubeconfig, write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig,
+    NamedAuthInfo, NamedCluster, NamedContext, KUBECONFIG_NAME,
 };
 pub use secrets::{SecretEncryption, ENCRYPTION_PREFIX};
 pub use serving::{San, ServerCert};

@@ -277,7 +277,7 @@ impl Store for EtcdStore {
         if req.limit > 0 {
             opts = opts.with_limit(req.limit as i64);
         }
-        let resp = match self.kv().get(start, Some(opts)).await {
+        let mut resp = match self.kv().get(start, Some(opts)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.read_error(e, req.revision).await),
         };
@@ -286,10 +286,21 @@ impl Store for EtcdStore {
         } else {
             req.revision
         };
+        // Moved out, not copied: a LIST of every pod carries megabytes.
         let kvs = resp
-            .kvs()
-            .iter()
-            .map(convert_kv)
+            .take_kvs()
+            .into_iter()
+            .map(|kv| {
+                let (create_revision, mod_revision) = (kv.create_revision(), kv.mod_revision());
+                let (key, value) = kv.into_key_value();
+                Ok(KeyValue {
+                    key: String::from_utf8(key)
+                        .map_err(|e| Error::Backend(format!("etcd: key is not utf-8: {e}")))?,
+                    value,
+                    create_revision,
+                    mod_revision,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let count = if req.start_after.is_some() {
             let (start, end) = key_range(&req.prefix, None);
