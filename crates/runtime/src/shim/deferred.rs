@@ -28,7 +28,11 @@ pub(super) struct DeferredExec;
 
 impl Executor for DeferredExec {
     fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
-        // The command is not known yet: it is checked when it arrives.
+        // The command is not known yet: it is checked when it arrives. This init may wait a
+        // long time at the barrier: give back the heap and text pages creating it touched.
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        super::trim_text();
         Ok(())
     }
 
