@@ -4,7 +4,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 
 # Debian packages: what the daemon needs at run time, and what the tests add.
-UP_PACKAGES := busybox-static libseccomp-dev pkg-config protobuf-compiler libprotobuf-dev tini runc curl ca-certificates
+UP_PACKAGES := nftables iproute2 busybox-static libseccomp-dev pkg-config protobuf-compiler libprotobuf-dev tini runc curl ca-certificates
 TEST_PACKAGES := $(UP_PACKAGES) docker-registry skopeo jq crun etcd-server
 BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci etcd-client
 

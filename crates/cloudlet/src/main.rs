@@ -31,7 +31,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run the cloudlet daemon: the node engine (Docker Engine API) and the Kubernetes API.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Show or rotate the key that encrypts Secrets at rest (asks the running server).
     SecretsEncrypt(secrets_encrypt::Args),
     #[command(flatten)]
@@ -46,7 +46,7 @@ fn main() {
     }
     let args = Args::parse();
     let code = match args.command {
-        Command::Server(s) => server::run(s),
+        Command::Server(s) => server::run(*s),
         Command::SecretsEncrypt(a) => secrets_encrypt::run(a),
         Command::Client(cmd) => client(args.host, cmd),
     };

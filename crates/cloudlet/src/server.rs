@@ -25,6 +25,17 @@ pub struct ServerArgs {
     /// the same image with the same options skips creating one (0: none).
     #[arg(long, default_value_t = 4)]
     warm_pool: usize,
+    /// Names what the engine makes on the host for its networks: the nftables table and
+    /// the default bridge (`<prefix>0`). A second daemon on one host needs another.
+    #[arg(long, default_value = "cloudlet")]
+    network_prefix: String,
+    /// The default bridge network's address and subnet, as dockerd's --bip.
+    #[arg(long, default_value = "172.17.0.1/16")]
+    bip: String,
+    /// Where user-defined networks get their subnets: base=CIDR,size=N (repeatable;
+    /// default: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s).
+    #[arg(long = "default-address-pool")]
+    address_pools: Vec<String>,
     /// Do not run the node engine (a control-plane-only server).
     #[arg(long)]
     disable_engine: bool,
@@ -114,6 +125,9 @@ async fn serve(s: ServerArgs) -> anyhow::Result<()> {
             insecure_registries: s.insecure_registries.clone(),
             shim_exe,
             warm_images: s.warm_pool,
+            network_prefix: s.network_prefix.clone(),
+            bip: Some(s.bip.clone()),
+            address_pools: s.address_pools.clone(),
         };
         engine::serve(config, shutdown_signal())
             .await

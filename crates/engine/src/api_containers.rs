@@ -82,7 +82,11 @@ async fn list(
             continue;
         }
         if container_inspect::matches(&c, &filters)? {
-            rows.push(container_inspect::summary(&c, now));
+            let mut row = container_inspect::summary(&c, now);
+            let (ports, nets) = crate::container_network::summary(&engine, &c);
+            row.ports = Some(ports);
+            row.network_settings = serde_json::from_value(nets).ok();
+            rows.push(row);
         }
     }
     if let Some(l) = limit {
@@ -119,12 +123,10 @@ async fn inspect(
         .filter(|e| e.container_id == entry.id)
         .map(|e| e.id.clone())
         .collect();
-    Ok(Json(container_inspect::inspect(
-        &entry.get(),
-        &entry.paths,
-        execs,
-        flag(&p, "size"),
-    )))
+    let c = entry.get();
+    let mut v = container_inspect::inspect(&c, &entry.paths, execs, flag(&p, "size"));
+    v["NetworkSettings"] = crate::container_network::settings(&engine, &c, c.state.pid);
+    Ok(Json(v))
 }
 
 async fn remove(

@@ -15,6 +15,13 @@ pub struct Config {
     pub shim_exe: PathBuf,
     /// How many images get a container made ahead of demand (0: none); see `warm`.
     pub warm_images: usize,
+    /// Names the host objects this daemon makes: its nftables table and default bridge
+    /// (`<prefix>0`).
+    pub network_prefix: String,
+    /// The default bridge's address and subnet (`--bip`, e.g. 172.17.0.1/16).
+    pub bip: Option<String>,
+    /// Where user-defined networks get subnets (`base=CIDR,size=N`, repeatable).
+    pub address_pools: Vec<String>,
 }
 
 impl Config {
@@ -23,6 +30,9 @@ impl Config {
     }
     pub fn images_dir(&self) -> PathBuf {
         self.data_dir.join("image")
+    }
+    pub fn network_dir(&self) -> PathBuf {
+        self.data_dir.join("network")
     }
     pub fn runtime_dir(&self) -> PathBuf {
         self.exec_root.join("runtime")

@@ -69,6 +69,10 @@ pub struct Container {
     pub args: Vec<String>,
     pub state: State,
     pub restart_count: i64,
+    /// The networks it joins, by name, with their endpoint settings (docker's
+    /// `NetworkSettings.Networks`, config part).
+    #[serde(default)]
+    pub networks: std::collections::HashMap<String, bollard_stubs::models::EndpointSettings>,
     /// Layers were prepared and the rootfs mounted at least once.
     #[serde(default)]
     pub has_been_started: bool,

@@ -34,6 +34,11 @@ pub async fn create(
     let mut host_config = body.host_config.clone().unwrap_or_default();
     validate_host_config(&host_config)?;
     default_host_config(&mut host_config)?;
+    let networks = crate::container_network::resolve(
+        engine,
+        &mut host_config,
+        body.networking_config.as_ref(),
+    )?;
 
     let images = engine.images.clone();
     let r = image_ref.clone();
@@ -60,6 +65,7 @@ pub async fn create(
         args,
         state: State::default(),
         restart_count: 0,
+        networks,
         has_been_started: false,
     };
     // A container made ahead of demand with this one's shape becomes this one.
@@ -159,17 +165,6 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
                 "conflicting options: cannot specify both --restart and --rm",
             ));
         }
-    }
-    // Publishing needs the bridge network (the networking issue): refuse rather than ignore.
-    let publishes = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
-    if publishes || hc.publish_all_ports == Some(true) {
-        return Err(ApiError::bad_request(
-            "port publishing (-p/-P) is not supported yet: this cloudlet has no bridge network",
-        ));
-    }
-    let mode = hc.network_mode.as_deref().unwrap_or("");
-    if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
-        return Err(ApiError::not_found(format!("network {mode} not found")));
     }
     runtime_class(hc)?;
     match hc.userns_mode.as_deref().unwrap_or("") {
@@ -385,10 +380,5 @@ mod tests {
             .unwrap_err()
             .message
             .contains("6MB"));
-        let hc = HostConfig {
-            network_mode: Some("nope".into()),
-            ..Default::default()
-        };
-        assert_eq!(validate_host_config(&hc).unwrap_err().status, 404);
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use runtime::spec::{Bind, NetworkMode, SpecOptions, Ulimit};
 
 use crate::container::{Container, Paths};
+use crate::container_network::{self, Plan};
 use crate::error::{ApiError, ApiResult};
 
 /// Per-container log rotation: docker's json-file defaults are unbounded; we keep 3 × 10 MB
@@ -93,8 +94,9 @@ pub fn parse_bind(spec: &str) -> ApiResult<Bind> {
     })
 }
 
-/// The runtime's view of a container: docker's create options, translated.
-fn spec_options(c: &Container, paths: &Paths) -> ApiResult<SpecOptions> {
+/// The runtime's view of a container: docker's create options, translated. `join` is the
+/// namespace of the container whose network it shares (`--network container:…`).
+fn spec_options(c: &Container, paths: &Paths, join: Option<&PathBuf>) -> ApiResult<SpecOptions> {
     let hc = &c.host_config;
     let hostname = hostname(c);
     let mut env = c.config.env.clone().unwrap_or_default();
@@ -128,8 +130,9 @@ fn spec_options(c: &Container, paths: &Paths) -> ApiResult<SpecOptions> {
             }
         }
     }
-    let network = match hc.network_mode.as_deref().unwrap_or("") {
-        "host" => NetworkMode::Host,
+    let network = match (container_network::mode(hc), join) {
+        (container_network::Mode::Host, _) => NetworkMode::Host,
+        (_, Some(ns)) => NetworkMode::Path(ns.clone()),
         _ => NetworkMode::New,
     };
     let mut args = vec![c.path.clone()];
@@ -190,7 +193,7 @@ fn hostname(c: &Container) -> String {
 
 /// Writes what the spec binds from the host: the [`ETC_FILES`] (rewritten in place, so a
 /// container made ahead of demand sees its claimant's), and `-v` sources docker creates.
-fn write_host_files(c: &Container, paths: &Paths) -> ApiResult<()> {
+fn write_host_files(c: &Container, paths: &Paths, plan: &Plan) -> ApiResult<()> {
     for b in c.host_config.binds.iter().flatten() {
         let bind = parse_bind(b)?;
         if !bind.source.exists() {
@@ -198,24 +201,7 @@ fn write_host_files(c: &Container, paths: &Paths) -> ApiResult<()> {
         }
     }
     let hostname = hostname(c);
-    let host_net = c.host_config.network_mode.as_deref() == Some("host");
-    let hosts = if host_net {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        let mut h = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n",
-        );
-        for extra in c.host_config.extra_hosts.iter().flatten() {
-            if let Some((name, ip)) = extra.split_once(':') {
-                h.push_str(&format!("{ip}\t{name}\n"));
-            }
-        }
-        h.push_str(&format!("127.0.1.1\t{hostname}\n"));
-        h
-    };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (hosts, resolv) = container_network::etc_files(c, plan, &hostname);
     let contents = [format!("{hostname}\n"), hosts, resolv];
     for ((file, _), content) in ETC_FILES.iter().zip(contents) {
         std::fs::write(paths.dir.join(file), content)?;
@@ -229,6 +215,7 @@ pub(crate) fn prepare(
     images: &image::ImageStore,
     c: &Container,
     paths: &Paths,
+    plan: &Plan,
 ) -> ApiResult<PathBuf> {
     let img = images.resolve(&c.image_id)?;
     for d in [paths.upper(), paths.work(), paths.rootfs(), paths.bundle()] {
@@ -247,15 +234,15 @@ pub(crate) fn prepare(
     };
     runtime::rootfs::unmount(&paths.rootfs())?;
     runtime::rootfs::mount_overlay(&layers, &paths.upper(), &paths.work(), &paths.rootfs())?;
-    write_bundle(c, paths)?;
+    write_bundle(c, paths, plan)?;
     let _ = std::fs::remove_file(paths.exit_file());
     Ok(paths.bundle())
 }
 
 /// Writes the host files and the bundle's config.json for `c` (over a mounted rootfs).
-pub(crate) fn write_bundle(c: &Container, paths: &Paths) -> ApiResult<()> {
-    write_host_files(c, paths)?;
-    let spec = runtime::spec::build(&spec_options(c, paths)?)?;
+pub(crate) fn write_bundle(c: &Container, paths: &Paths, plan: &Plan) -> ApiResult<()> {
+    write_host_files(c, paths, plan)?;
+    let spec = runtime::spec::build(&spec_options(c, paths, plan.join.as_ref())?)?;
     runtime::spec::write_bundle(&paths.bundle(), &spec)?;
     Ok(())
 }
@@ -286,10 +273,10 @@ pub(crate) fn start_request(
 
 /// Everything the runtime is told about `c` except its command and environment: two
 /// containers with equal shapes differ only in what a deferred process brings at start.
-/// Anything the engine sets up outside the bundle and the shim request (a network
-/// namespace made by the engine, for one) must be added here when it comes.
+/// Networking is set up after creation, in the container's own namespace, so it is not part
+/// of the shape; containers that join another's namespace are never made ahead of demand.
 pub(crate) fn shape(c: &Container, paths: &Paths) -> ApiResult<serde_json::Value> {
-    let spec = runtime::spec::build(&spec_options(c, paths)?)?;
+    let spec = runtime::spec::build(&spec_options(c, paths, None)?)?;
     let mut spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
     if let Some(p) = spec.get_mut("process").and_then(|p| p.as_object_mut()) {
         p.remove("args");
@@ -318,7 +305,7 @@ pub(crate) fn shape(c: &Container, paths: &Paths) -> ApiResult<serde_json::Value
 
 /// The command and environment of `c`, for a container made ahead of demand.
 pub(crate) fn process(c: &Container, paths: &Paths) -> ApiResult<runtime::proto::ProcessOverride> {
-    let opts = spec_options(c, paths)?;
+    let opts = spec_options(c, paths, None)?;
     Ok(runtime::proto::ProcessOverride {
         args: opts.args,
         env: opts.env,

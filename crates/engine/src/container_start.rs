@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::container::{Container, Status};
+use crate::container_network;
 use crate::container_spec;
 use crate::error::ApiError;
 use crate::error::ApiResult;
@@ -68,6 +69,7 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, entry: &Arc<Entry>) -> Ap
                 c.state.error = e.message.clone();
             });
             crate::container_remove::teardown(engine, &c.id).await;
+            container_network::release(engine, &c.id).await;
             // Attach clients waiting for this start get nothing: end their streams.
             entry
                 .pending
@@ -109,8 +111,10 @@ async fn launch(
     drop(tokio::task::spawn_blocking(runtime::prewarm_migration));
     // The last run's teardown, if it is still going on, finishes first.
     drop(entry.teardown.lock().await);
+    // Addresses first: the container's /etc/hosts names its own.
+    let plan = container_network::plan(engine, c)?;
     let (images, c2, paths) = (engine.images.clone(), c.clone(), entry.paths.clone());
-    tokio::task::spawn_blocking(move || container_spec::prepare(&images, &c2, &paths))
+    tokio::task::spawn_blocking(move || container_spec::prepare(&images, &c2, &paths, &plan))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     tracing::debug!(id = %c.id, "rootfs mounted and bundle written");
@@ -121,6 +125,7 @@ async fn launch(
         .await
         .map_err(|e| start_failed(c, e))?;
     tracing::debug!(id = %c.id, "shim created the container");
+    connect(engine, c, &shim).await?;
     let started = run_created(entry, c, &shim, None).await?;
     if engine.warm.remember(engine, c) {
         refill_later(engine, entry, c);
@@ -137,12 +142,15 @@ async fn launch_warm(
     shim: runtime::Shim,
 ) -> Result<(runtime::Shim, i32), StartFailed> {
     let (c2, paths) = (c.clone(), entry.paths.clone());
-    let process = tokio::task::spawn_blocking(move || {
-        container_spec::write_bundle(&c2, &paths)?;
-        container_spec::process(&c2, &paths)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let process = match container_network::plan(engine, c) {
+        Ok(plan) => tokio::task::spawn_blocking(move || {
+            container_spec::write_bundle(&c2, &paths, &plan)?;
+            container_spec::process(&c2, &paths)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?,
+        Err(e) => Err(e),
+    };
     tracing::debug!(id = %c.id, "bundle rewritten");
     let process = match process {
         Ok(p) => p,
@@ -151,9 +159,25 @@ async fn launch_warm(
             return Err(e.into());
         }
     };
+    connect(engine, c, &shim).await?;
     let started = run_created(entry, c, &shim, Some(process)).await;
     refill_later(engine, entry, c);
     started
+}
+
+/// Makes the container's network links in its namespace, now that its init exists; if
+/// that fails, the created container goes (its addresses go with the failed start).
+async fn connect(
+    engine: &Arc<Engine>,
+    c: &Container,
+    shim: &runtime::Shim,
+) -> Result<(), StartFailed> {
+    if let Err(e) = container_network::attach(engine, c, shim.pid()).await {
+        crate::container_remove::release(engine, &c.id).await;
+        return Err(e.into());
+    }
+    tracing::debug!(id = %c.id, "network attached");
+    Ok(())
 }
 
 /// Has the pool make the next container of `c`'s shape. Making one forks processes and
@@ -303,6 +327,7 @@ pub(crate) async fn on_exit(
     let rt = engine.runtime.clone();
     let id = entry.id.clone();
     let _ = tokio::task::spawn_blocking(move || rt.wait_shim_exit(&id)).await;
+    container_network::release(engine, &entry.id).await;
     crate::container_remove::teardown(engine, &entry.id).await;
     drop(tearing_down);
 

@@ -20,6 +20,7 @@ pub struct Engine {
     pub purges: Arc<tokio::sync::RwLock<()>>,
     /// Containers made ahead of demand.
     pub warm: crate::warm::WarmPool,
+    pub networks: Arc<network::Networks>,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -44,6 +45,7 @@ impl Engine {
         )?;
         let runtime = runtime::Runtime::new(config.runtime_dir(), config.shim_exe.clone());
         let warm_images = config.warm_images;
+        let networks = network::Networks::open(network_options(&config)?).await?;
         let engine = Arc::new(Engine {
             config,
             images,
@@ -53,11 +55,32 @@ impl Engine {
             events: Events::default(),
             purges: Arc::default(),
             warm: crate::warm::WarmPool::new(warm_images),
+            networks,
             started: chrono::Utc::now(),
         });
         crate::recover::recover(&engine).await;
         Ok(engine)
     }
+}
+
+fn network_options(config: &Config) -> Result<network::Options, network::Error> {
+    let mut o = network::Options::new(config.network_dir());
+    o.prefix = config.network_prefix.clone();
+    if let Some(bip) = &config.bip {
+        o.bip = Some(bip.parse().map_err(|_| {
+            network::Error::InvalidArgument(format!(
+                "invalid --bip {bip}: want CIDR, e.g. 172.17.0.1/16"
+            ))
+        })?);
+    }
+    if !config.address_pools.is_empty() {
+        o.pools = config
+            .address_pools
+            .iter()
+            .map(|p| network::ipam::AddressPool::parse(p))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(o)
 }
 
 /// A random 64-hex id, as docker's.

@@ -33,6 +33,20 @@ impl ApiError {
     }
 }
 
+impl From<network::Error> for ApiError {
+    fn from(e: network::Error) -> Self {
+        use network::Error as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Conflict(_) => StatusCode::CONFLICT,
+            E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, chain(&e))
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

@@ -33,6 +33,14 @@ impl Events {
         self.publish(EventMessageTypeEnum::IMAGE, action, id, attributes);
     }
 
+    pub fn network(&self, action: &str, id: &str, name: &str) {
+        let attributes = HashMap::from([
+            ("name".to_string(), name.to_string()),
+            ("type".to_string(), "bridge".to_string()),
+        ]);
+        self.publish(EventMessageTypeEnum::NETWORK, action, id, attributes);
+    }
+
     fn publish(
         &self,
         typ: EventMessageTypeEnum,

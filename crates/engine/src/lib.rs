@@ -7,6 +7,7 @@
 mod api_containers;
 mod api_exec;
 mod api_images;
+mod api_networks;
 mod api_system;
 mod config;
 mod container;
@@ -14,6 +15,7 @@ mod container_create;
 mod container_exec;
 mod container_inspect;
 mod container_io;
+mod container_network;
 mod container_remove;
 mod container_spec;
 mod container_start;

@@ -46,6 +46,17 @@ pub async fn recover(engine: &Arc<Engine>) {
             crate::container_remove::release(engine, &id).await;
         }
     }
+    // Running containers keep their addresses, ports and resolvers; the others' go. Then
+    // the firewall table is written anew.
+    let running = engine
+        .containers
+        .all()
+        .iter()
+        .map(|e| e.get())
+        .filter(|c| c.state.status.is_running() && c.state.pid > 0)
+        .map(|c| (c.id, c.state.pid as i32))
+        .collect();
+    engine.networks.restore(&running).await;
     // Restart policies also apply when the daemon starts.
     for entry in engine.containers.all() {
         let c = entry.get();

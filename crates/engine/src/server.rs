@@ -15,7 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
 
-use crate::{api_containers, api_exec, api_images, api_system, ApiError, Config, Engine};
+use crate::{
+    api_containers, api_exec, api_images, api_networks, api_system, ApiError, Config, Engine,
+};
 
 /// Opens the engine, recovers its containers, and serves until `shutdown` completes; then
 /// removes the containers it made ahead of demand (containers keep running).
@@ -142,6 +144,7 @@ fn routes(engine: Arc<Engine>) -> Router {
         .merge(api_containers::routes())
         .merge(api_exec::routes())
         .merge(api_images::routes())
+        .merge(api_networks::routes())
         .fallback(|req: Request<Body>| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,

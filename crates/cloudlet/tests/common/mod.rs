@@ -72,6 +72,28 @@ pub struct Daemon {
     pub host: String,
     /// Extra `cloudlet server` flags.
     extra: Vec<String>,
+    /// This daemon's network prefix (its nftables table and default bridge `<prefix>0`).
+    pub net_prefix: String,
+    /// The /16 its networks live in (10.N.0.0/16), apart from other test daemons'.
+    pub net_octet: u8,
+}
+
+/// Network flags for one test daemon: its own nftables table, bridge and address range,
+/// so that test daemons (and a `make up` daemon) never share host objects.
+fn network_flags() -> (String, u8, Vec<String>) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let octet = 100 + ((std::process::id() + n * 7) % 120) as u8;
+    let prefix = format!("clt{}x{n}", std::process::id() % 100_000);
+    let flags = vec![
+        "--network-prefix".into(),
+        prefix.clone(),
+        "--bip".into(),
+        format!("10.{octet}.0.1/24"),
+        "--default-address-pool".into(),
+        format!("base=10.{octet}.0.0/16,size=24"),
+    ];
+    (prefix, octet, flags)
 }
 
 impl Daemon {
@@ -122,12 +144,16 @@ impl Daemon {
             .tempdir_in("/tmp")
             .unwrap();
         let sock = dir.path().join("run/docker.sock");
+        let (net_prefix, net_octet, mut flags) = network_flags();
+        flags.extend(extra.iter().map(|a| a.to_string()));
         let mut d = Daemon {
             child: None,
             host: format!("unix://{}", sock.display()),
             sock,
             dir,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
+            extra: flags,
+            net_prefix,
+            net_octet,
         };
         d.spawn();
         d
@@ -242,6 +268,7 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.remove_network_state();
         // Anything still mounted under our dir (a failed test) must not block its removal.
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
             let root = self.dir.path().to_string_lossy().into_owned();
@@ -253,6 +280,28 @@ impl Drop for Daemon {
                 }
             }
         }
+    }
+}
+
+impl Daemon {
+    /// Deletes the bridges and nftables table this daemon made on the host (a `make up`
+    /// daemon keeps them, as dockerd keeps docker0).
+    fn remove_network_state(&self) {
+        let dir = self.data_dir().join("network/networks");
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if let Some(b) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+                let _ = Command::new("ip").args(["link", "del", b]).output();
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.net_prefix])
+            .output();
     }
 }
 

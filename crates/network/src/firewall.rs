@@ -1,0 +1,211 @@
+//! NAT, port publishing and isolation between networks, in an nftables table of our own.
+//!
+//! Nothing outside the table is read or changed. The table is written whole, atomically,
+//! whenever the set of networks changes (and at daemon start, from the persisted state);
+//! published ports are elements of two maps, added and deleted one container at a time.
+//! We drive the `nft` binary with a script on stdin: it is the interface nftables keeps
+//! stable, and one run costs a few milliseconds, only for containers that publish ports.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+use crate::error::{Error, Result};
+use crate::model::PortMapping;
+
+/// A bridge network as the firewall sees it.
+pub struct BridgeRules {
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub internal: bool,
+}
+
+/// A published port and the container address it leads to.
+pub struct Publish<'a> {
+    pub port: &'a PortMapping,
+    pub to: Ipv4Addr,
+}
+
+pub struct Firewall {
+    /// The table's name (`cloudlet`, or another for a second daemon on the host).
+    pub table: String,
+}
+
+impl Firewall {
+    /// Writes the whole table: replaces what was there in one transaction.
+    pub fn sync(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> Result<()> {
+        let t = &self.table;
+        let mut s = format!("table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n");
+        let names: Vec<String> = bridges
+            .iter()
+            .map(|b| format!("\"{}\"", b.bridge))
+            .collect();
+        s.push_str("  set bridges { type ifname;");
+        if !names.is_empty() {
+            let _ = write!(s, " elements = {{ {} }};", names.join(", "));
+        }
+        s.push_str(" }\n");
+        s.push_str(&map_decl(
+            "publish_any",
+            "inet_proto . inet_service",
+            publishes,
+            false,
+        ));
+        s.push_str(&map_decl(
+            "publish_addr",
+            "ipv4_addr . inet_proto . inet_service",
+            publishes,
+            true,
+        ));
+        s.push_str(
+            "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; \
+             fib daddr type local jump publish; }\n\
+             \x20 chain output { type nat hook output priority -100; policy accept; \
+             fib daddr type local jump publish; }\n\
+             \x20 chain publish {\n\
+             \x20   dnat ip to ip daddr . meta l4proto . th dport map @publish_addr\n\
+             \x20   dnat ip to meta l4proto . th dport map @publish_any\n  }\n",
+        );
+        s.push_str(
+            "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n",
+        );
+        // Published ports reached at 127.0.0.1 leave through the bridge with a loopback
+        // source: give them the bridge's address so the container can answer.
+        s.push_str("    ip saddr 127.0.0.0/8 oifname @bridges masquerade\n");
+        for b in bridges.iter().filter(|b| !b.internal) {
+            let _ = writeln!(
+                s,
+                "    ip saddr {} oifname != \"{}\" masquerade",
+                b.subnet, b.bridge
+            );
+        }
+        s.push_str("  }\n");
+        s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
+        for b in bridges {
+            // Networks do not reach each other; a container on two networks reaches both
+            // through its own interfaces, which needs no forwarding.
+            let _ = writeln!(
+                s,
+                "    iifname \"{0}\" oifname @bridges oifname != \"{0}\" drop",
+                b.bridge
+            );
+            if b.internal {
+                let _ = writeln!(s, "    iifname \"{0}\" oifname != \"{0}\" drop", b.bridge);
+                let _ = writeln!(s, "    oifname \"{0}\" iifname != \"{0}\" drop", b.bridge);
+            }
+        }
+        s.push_str("  }\n}\n");
+        nft(&s)
+    }
+
+    /// Adds published ports to the maps.
+    pub fn publish(&self, publishes: &[Publish<'_>]) -> Result<()> {
+        let s = self.elements("add", publishes, true);
+        if s.is_empty() {
+            return Ok(());
+        }
+        nft(&s)
+    }
+
+    /// Removes published ports from the maps; ports already gone are fine.
+    pub fn unpublish(&self, publishes: &[Publish<'_>]) -> Result<()> {
+        let s = self.elements("delete", publishes, false);
+        if s.is_empty() {
+            return Ok(());
+        }
+        // One script fails whole if one element is missing: fall back to one at a time.
+        if nft(&s).is_err() {
+            for line in s.lines() {
+                let _ = nft(line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the table (a test daemon's cleanup).
+    pub fn remove(&self) -> Result<()> {
+        nft(&format!(
+            "table ip {0} {{}}\ndelete table ip {0}\n",
+            self.table
+        ))
+    }
+
+    fn elements(&self, verb: &str, publishes: &[Publish<'_>], with_value: bool) -> String {
+        let mut s = String::new();
+        for p in publishes {
+            let (map, key) = key(p.port);
+            let value = match with_value {
+                true => format!(" : {} . {}", p.to, p.port.container_port),
+                false => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "{verb} element ip {} {map} {{ {key}{value} }}",
+                self.table
+            );
+        }
+        s
+    }
+}
+
+fn key(p: &PortMapping) -> (&'static str, String) {
+    if p.host_ip.is_unspecified() {
+        ("publish_any", format!("{} . {}", p.proto, p.host_port))
+    } else {
+        (
+            "publish_addr",
+            format!("{} . {} . {}", p.host_ip, p.proto, p.host_port),
+        )
+    }
+}
+
+fn map_decl(name: &str, key_type: &str, publishes: &[Publish<'_>], by_addr: bool) -> String {
+    let elements: Vec<String> = publishes
+        .iter()
+        .filter(|p| p.port.host_ip.is_unspecified() != by_addr)
+        .map(|p| format!("{} : {} . {}", key(p.port).1, p.to, p.port.container_port))
+        .collect();
+    let mut s = format!("  map {name} {{ type {key_type} : ipv4_addr . inet_service;");
+    if !elements.is_empty() {
+        let _ = write!(s, " elements = {{ {} }};", elements.join(", "));
+    }
+    s.push_str(" }\n");
+    s
+}
+
+/// Runs an nft script.
+fn nft(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("run nft (is the nftables package installed?)", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| Error::io("write to nft", e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io("wait for nft", e))?;
+    if !out.status.success() {
+        return Err(Error::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Lets the host route between its interfaces and our bridges (as dockerd does).
+pub fn enable_forwarding() -> Result<()> {
+    let p = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(p).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(p, "1").map_err(|e| Error::io(format!("write {p}"), e))
+}
