@@ -293,6 +293,9 @@ pub(crate) async fn on_exit(
     };
     tracing::debug!(id = %entry.id, "exit seen");
     entry.set_shim(None);
+    // Host ports and addresses go before the exit is told: `docker rm -f web && docker run
+    // -p 80:80 …` must find the port free. (Cheap: rules change only for published ports.)
+    container_network::release(engine, &entry.id).await;
     // Publish the exit first, so that `wait` and the CLI see it at once; the shim is still
     // cleaning up, and the teardown waits for it while holding off the next start.
     let tearing_down = entry.teardown.lock().await;
@@ -327,7 +330,6 @@ pub(crate) async fn on_exit(
     let rt = engine.runtime.clone();
     let id = entry.id.clone();
     let _ = tokio::task::spawn_blocking(move || rt.wait_shim_exit(&id)).await;
-    container_network::release(engine, &entry.id).await;
     crate::container_remove::teardown(engine, &entry.id).await;
     drop(tearing_down);
 
