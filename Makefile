@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 # Debian packages: what the daemon needs at run time, and what the tests add.
 UP_PACKAGES := nftables iproute2 busybox-static libseccomp-dev pkg-config protobuf-compiler libprotobuf-dev tini runc curl ca-certificates
 TEST_PACKAGES := $(UP_PACKAGES) docker-registry skopeo jq crun etcd-server
-BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci etcd-client
+BENCH_PACKAGES := $(TEST_PACKAGES) podman hyperfine umoci etcd-client wrk
 
 .PHONY: up test bench lint build release deps-up deps-test deps-bench install pysdk fuzz
 

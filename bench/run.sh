@@ -19,12 +19,15 @@ cleanup() {
   [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null || true
   [ -n "${registry:-}" ] && kill "$registry" 2>/dev/null || true
   podman rm -af >/dev/null 2>&1 || true
+  for t in clbench clbcold; do nft delete table ip $t 2>/dev/null || true; ip link del ${t}0 2>/dev/null || true; done
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+# Each daemon gets its own nftables table, bridge and addresses, apart from a `make up` one.
 "$bin" server --data-dir "$work/data" --exec-root "$work/run" --socket "$sock" \
+  --network-prefix clbench --bip 10.213.0.1/24 --default-address-pool base=10.213.0.0/16,size=24 \
   --bind-address 127.0.0.1 --https-listen-port 0 --write-kubeconfig "$work/kubeconfig" 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -52,6 +55,7 @@ mkdir -p "$work/bundle/rootfs" && tar -C "$work/bundle/rootfs" -xf "$work/bb.tar
 # A second daemon without the warm pool, for the start path that creates the container.
 cold_sock="$work/run-cold/d.sock"
 "$bin" server --data-dir "$work/data-cold" --exec-root "$work/run-cold" --socket "$cold_sock" --warm-pool 0 \
+  --network-prefix clbcold --bip 10.214.0.1/24 --default-address-pool base=10.214.0.0/16,size=24 \
   --bind-address 127.0.0.1 --https-listen-port 0 --write-kubeconfig "$work/kubeconfig-cold" 2>"$work/daemon-cold.log" &
 daemon_cold=$!
 for _ in $(seq 1 100); do [ -S "$cold_sock" ] && break; sleep 0.1; done
@@ -69,6 +73,11 @@ cb=$(hmed "$bin run --rm --network none busybox true")
 cc=$(hmed "${gap[@]}" "env DOCKER_HOST=unix://$cold_sock $bin run --rm --network none busybox true")
 p=$(hmed "${gap[@]}" "podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true")
 r=$(hmed "${gap[@]}" "runc --root $work/runc run --bundle $work/bundle b1")
+# The same with the default bridge network and a published port.
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
+nb=$(hmed "${gap[@]}" "$bin run --rm -p $pport:80 busybox true")
+nbc=$(hmed "${gap[@]}" "env DOCKER_HOST=unix://$cold_sock $bin run --rm -p $pport:80 busybox true")
+pb=$(hmed "${gap[@]}" "podman --runtime runc run --rm -p $pport:80 --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox true")
 kill "$daemon_cold" 2>/dev/null; wait "$daemon_cold" 2>/dev/null || true
 say "## Start latency: run --rm --network none busybox true"
 say ""
@@ -83,6 +92,44 @@ say "| podman --runtime runc run --rm | $p | $(ratio "$c" "$p") |"
 say "| runc run (prepared bundle, no image or API) | $r | $(ratio "$c" "$r") |"
 say ""
 say "Targets: ≤ 0.25 × podman, ≤ 0.5 × bare runc. Without the pool: $(ratio "$cc" "$p") × podman, $(ratio "$cc" "$r") × runc."
+say ""
+
+say "## Start latency with the default bridge network and a published port: run --rm -p P:80 busybox true"
+say ""
+say "| | median ms | cloudlet ÷ this |"
+say "| --- | ---: | ---: |"
+say "| cloudlet, bridge + published port | $nb | 1.00 |"
+say "| cloudlet, --network none (from the table above) | $c | $(ratio "$nb" "$c") |"
+say "| cloudlet --warm-pool 0, bridge + published port | $nbc | $(ratio "$nb" "$nbc") |"
+say "| podman --runtime runc run --rm -p (its default network) | $pb | $(ratio "$nb" "$pb") |"
+say ""
+say "Targets: ≤ 10 ms added to --network none (added: $(awk -v a="$nb" -v b="$c" 'BEGIN {printf "%.1f", a - b}') ms pooled, $(awk -v a="$nbc" -v b="$cc" 'BEGIN {printf "%.1f", a - b}') ms with --warm-pool 0); ≤ 0.15 × podman ($(ratio "$nbc" "$pb") × without the pool)."
+say ""
+
+# --- 1b. throughput through a published port ---------------------------------------------
+# The same server (busybox httpd, one small page) in a container of each, reached from the
+# host through the published port on 127.0.0.1 with wrk.
+mkdir -p "$work/www" && head -c 1024 /dev/urandom | base64 > "$work/www/index.html"
+cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
+pport2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
+"$bin" run -d --name web -p "$cport:80" -v "$work/www:/www" busybox httpd -f -p 80 -h /www >/dev/null
+podman run -d --name web -p "$pport2:80" -v "$work/www:/www" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox httpd -f -p 80 -h /www >/dev/null
+sleep 1
+wrk_rps() { wrk -t2 -c16 -d"${WRK_SECS:-10}"s "$1" | awk '/Requests\/sec/ {print $2}'; }
+wrk_lat() { wrk -t2 -c16 -d"${WRK_SECS:-10}"s --latency "$1" | awk '$1 == "50%" {print $2}'; }
+tc=$(wrk_rps "http://127.0.0.1:$cport/index.html")
+tp=$(wrk_rps "http://127.0.0.1:$pport2/index.html")
+lc=$(wrk_lat "http://127.0.0.1:$cport/index.html")
+lp=$(wrk_lat "http://127.0.0.1:$pport2/index.html")
+"$bin" rm -f web >/dev/null; podman rm -f web >/dev/null
+say "## Throughput through a published port (wrk -t2 -c16, ${WRK_SECS:-10} s, busybox httpd, 1.4 KB page)"
+say ""
+say "| | requests/s | median latency | cloudlet ÷ this (requests/s) |"
+say "| --- | ---: | ---: | ---: |"
+say "| cloudlet -p | $tc | $lc | 1.00 |"
+say "| podman -p | $tp | $lp | $(ratio "$tc" "$tp") |"
+say ""
+say "Target: ≥ 1.0 × podman's throughput."
 say ""
 
 # --- 2. memory ---------------------------------------------------------------------------
