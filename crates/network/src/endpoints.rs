@@ -192,25 +192,28 @@ impl Networks {
                 mappings.push(m);
             }
             if !mappings.is_empty() {
-                let fw = self.firewall.table.clone();
-                let (to, m2) = (first.ip, mappings.clone());
+                // Recorded before the rules are added: a whole-table rewrite in between (a
+                // network created meanwhile) then writes them too, rather than losing them.
+                {
+                    let mut st = self.state();
+                    if let Some(e) = st
+                        .endpoints
+                        .get_mut(container_id)
+                        .and_then(|v| v.first_mut())
+                    {
+                        e.ports = mappings.clone();
+                    }
+                    let all = st.endpoints.get(container_id).cloned().unwrap_or_default();
+                    self.store.save_endpoints(container_id, &all)?;
+                }
+                let (fw, to) = (self.firewall.table.clone(), first.ip);
                 tokio::task::spawn_blocking(move || {
                     let publishes: Vec<Publish<'_>> =
-                        m2.iter().map(|port| Publish { port, to }).collect();
+                        mappings.iter().map(|port| Publish { port, to }).collect();
                     crate::firewall::Firewall { table: fw }.publish(&publishes)
                 })
                 .await
                 .map_err(|e| Error::Nft(e.to_string()))??;
-                let mut st = self.state();
-                if let Some(e) = st
-                    .endpoints
-                    .get_mut(container_id)
-                    .and_then(|v| v.first_mut())
-                {
-                    e.ports = mappings;
-                }
-                let all = st.endpoints.get(container_id).cloned().unwrap_or_default();
-                self.store.save_endpoints(container_id, &all)?;
             }
         }
         if self.wants_resolver(container_id) {

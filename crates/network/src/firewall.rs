@@ -37,6 +37,10 @@ pub struct Firewall {
 impl Firewall {
     /// Writes the whole table: replaces what was there in one transaction.
     pub fn sync(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> Result<()> {
+        nft(&self.render(bridges, publishes))
+    }
+
+    fn render(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> String {
         let t = &self.table;
         let mut s = format!("table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n");
         let names: Vec<String> = bridges
@@ -98,7 +102,7 @@ impl Firewall {
             }
         }
         s.push_str("  }\n}\n");
-        nft(&s)
+        s
     }
 
     /// Adds published ports to the maps.
@@ -208,4 +212,73 @@ pub fn enable_forwarding() -> Result<()> {
         return Ok(());
     }
     std::fs::write(p, "1").map_err(|e| Error::io(format!("write {p}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_nat_isolation_and_ports() {
+        let fw = Firewall { table: "t".into() };
+        let bridges = [
+            BridgeRules {
+                bridge: "t0".into(),
+                subnet: "10.1.0.0/24".parse().unwrap(),
+                internal: false,
+            },
+            BridgeRules {
+                bridge: "br-x".into(),
+                subnet: "10.2.0.0/24".parse().unwrap(),
+                internal: true,
+            },
+        ];
+        let any = PortMapping {
+            proto: "tcp".into(),
+            container_port: 80,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+        };
+        let one = PortMapping {
+            proto: "udp".into(),
+            container_port: 53,
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_port: 5353,
+        };
+        let to = Ipv4Addr::new(10, 1, 0, 2);
+        let s = fw.render(
+            &bridges,
+            &[Publish { port: &any, to }, Publish { port: &one, to }],
+        );
+        assert!(
+            s.starts_with("table ip t {}\ndelete table ip t\n"),
+            "replaced atomically"
+        );
+        assert!(
+            s.contains("elements = { tcp . 8080 : 10.1.0.2 . 80 }"),
+            "{s}"
+        );
+        assert!(
+            s.contains("elements = { 127.0.0.1 . udp . 5353 : 10.1.0.2 . 53 }"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip saddr 10.1.0.0/24 oifname != \"t0\" masquerade"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 10.2.0.0/24"),
+            "internal networks are not masqueraded"
+        );
+        assert!(
+            s.contains("iifname \"br-x\" oifname != \"br-x\" drop"),
+            "{s}"
+        );
+        assert!(
+            s.contains("iifname \"t0\" oifname @bridges oifname != \"t0\" drop"),
+            "{s}"
+        );
+        let del = fw.elements("delete", &[Publish { port: &any, to }], false);
+        assert_eq!(del, "delete element ip t publish_any { tcp . 8080 }\n");
+    }
 }
