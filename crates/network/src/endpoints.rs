@@ -206,14 +206,10 @@ impl Networks {
                     let all = st.endpoints.get(container_id).cloned().unwrap_or_default();
                     self.store.save_endpoints(container_id, &all)?;
                 }
-                let (fw, to) = (self.firewall.table.clone(), first.ip);
-                tokio::task::spawn_blocking(move || {
-                    let publishes: Vec<Publish<'_>> =
-                        mappings.iter().map(|port| Publish { port, to }).collect();
-                    crate::firewall::Firewall { table: fw }.publish(&publishes)
-                })
-                .await
-                .map_err(|e| Error::Nft(e.to_string()))??;
+                let to = first.ip;
+                let publishes: Vec<Publish<'_>> =
+                    mappings.iter().map(|port| Publish { port, to }).collect();
+                self.firewall.publish(&publishes).await?;
             }
         }
         if self.wants_resolver(container_id) {
@@ -333,51 +329,63 @@ impl Networks {
         self.unlink(&[ep]).await;
     }
 
-    /// Releases everything a container holds: links, ports, rules, addresses, resolver.
-    pub async fn release(&self, container_id: &str) {
+    /// Releases everything a container holds. Its host ports, rules, names and resolver
+    /// go before this returns; its links go in the background (deleting a link waits for
+    /// the kernel's RCU grace period, tens of milliseconds), and its addresses are free again
+    /// only once they have.
+    pub async fn release(self: &Arc<Self>, container_id: &str) {
         drop(self.live().remove(container_id));
-        let eps = {
-            let mut st = self.state();
-            let eps = st.endpoints.remove(container_id).unwrap_or_default();
+        let eps = self
+            .state()
+            .endpoints
+            .remove(container_id)
+            .unwrap_or_default();
+        if eps.is_empty() {
+            return;
+        }
+        self.unpublish(&eps).await;
+        let (me, id) = (self.clone(), container_id.to_string());
+        tokio::spawn(async move {
+            me.delete_links(&eps).await;
+            let mut st = me.state();
             for ep in &eps {
                 st.addresses
                     .entry(ep.network_id.clone())
                     .or_default()
                     .release(ep.ip);
             }
-            eps
-        };
-        if eps.is_empty() {
-            return;
-        }
-        if let Err(e) = self.store.save_endpoints(container_id, &[]) {
-            tracing::warn!("{e}");
-        }
-        self.unlink(&eps).await;
+            // The container may have started again meanwhile, with new endpoints.
+            let now = st.endpoints.get(&id).cloned().unwrap_or_default();
+            if let Err(e) = me.store.save_endpoints(&id, &now) {
+                tracing::warn!("{e}");
+            }
+        });
     }
 
     /// Deletes the host ends of `eps` (their peers go with them) and their port rules.
     async fn unlink(&self, eps: &[Endpoint]) {
-        let ports: Vec<(PortMapping, Ipv4Addr)> = eps
-            .iter()
-            .flat_map(|e| e.ports.iter().map(|p| (p.clone(), e.ip)))
-            .collect();
-        if !ports.is_empty() {
-            let fw = self.firewall.table.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let publishes: Vec<Publish<'_>> = ports
-                    .iter()
-                    .map(|(port, to)| Publish { port, to: *to })
-                    .collect();
-                crate::firewall::Firewall { table: fw }.unpublish(&publishes)
-            })
-            .await;
-        }
+        self.unpublish(eps).await;
+        self.delete_links(eps).await;
+    }
+
+    async fn delete_links(&self, eps: &[Endpoint]) {
         for ep in eps {
             if let Err(e) = link::delete(&self.netlink, &ep.host_veth).await {
                 tracing::warn!("{e}");
             }
         }
+    }
+
+    async fn unpublish(&self, eps: &[Endpoint]) {
+        let ports: Vec<(PortMapping, Ipv4Addr)> = eps
+            .iter()
+            .flat_map(|e| e.ports.iter().map(|p| (p.clone(), e.ip)))
+            .collect();
+        let publishes: Vec<Publish<'_>> = ports
+            .iter()
+            .map(|(port, to)| Publish { port, to: *to })
+            .collect();
+        self.firewall.unpublish(&publishes).await;
     }
 
     /// After a daemon restart: the containers in `running` (id → init pid) get their
@@ -412,7 +420,7 @@ impl Networks {
             }
             self.live().insert(id, live);
         }
-        if let Err(e) = self.sync_firewall() {
+        if let Err(e) = self.sync_firewall().await {
             tracing::error!("write the firewall table: {e}");
         }
     }

@@ -5,6 +5,9 @@
 //! published ports are elements of two maps, added and deleted one container at a time.
 //! We drive the `nft` binary with a script on stdin: it is the interface nftables keeps
 //! stable, and one run costs a few milliseconds, only for containers that publish ports.
+//! Scripts run one at a time, in order, on a thread of their own: so a port's removal is
+//! never waited for (a stopping container does not pay for it) and still lands before a
+//! later container publishes the same port.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -32,12 +35,69 @@ pub struct Publish<'a> {
 pub struct Firewall {
     /// The table's name (`cloudlet`, or another for a second daemon on the host).
     pub table: String,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// An nft script for the worker; `tolerant` ones retry line by line when the whole fails.
+struct Job {
+    script: String,
+    tolerant: bool,
+    done: Option<tokio::sync::oneshot::Sender<Result<()>>>,
 }
 
 impl Firewall {
+    pub fn new(table: String) -> Result<Firewall> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("nft".into())
+            .spawn(move || {
+                for job in rx {
+                    let mut r = nft(&job.script);
+                    if r.is_err() && job.tolerant {
+                        for line in job.script.lines() {
+                            let _ = nft(line);
+                        }
+                        r = Ok(());
+                    }
+                    if let Err(e) = &r {
+                        if job.done.is_none() {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                    if let Some(done) = job.done {
+                        let _ = done.send(r);
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawn the nft thread", e))?;
+        Ok(Firewall { table, jobs })
+    }
+
+    /// Runs a script after those before it; waits for it unless `wait` is false.
+    async fn run(&self, script: String, tolerant: bool, wait: bool) -> Result<()> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            script,
+            tolerant,
+            done: wait.then_some(tx),
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Nft("the nft thread is gone".into()))?;
+        match wait {
+            true => rx
+                .await
+                .unwrap_or_else(|_| Err(Error::Nft("the nft thread is gone".into()))),
+            false => Ok(()),
+        }
+    }
+
     /// Writes the whole table: replaces what was there in one transaction.
-    pub fn sync(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> Result<()> {
-        nft(&self.render(bridges, publishes))
+    pub async fn sync(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> Result<()> {
+        self.run(self.render(bridges, publishes), false, true).await
     }
 
     fn render(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> String {
@@ -106,35 +166,24 @@ impl Firewall {
     }
 
     /// Adds published ports to the maps.
-    pub fn publish(&self, publishes: &[Publish<'_>]) -> Result<()> {
-        let s = self.elements("add", publishes, true);
-        if s.is_empty() {
-            return Ok(());
-        }
-        nft(&s)
+    pub async fn publish(&self, publishes: &[Publish<'_>]) -> Result<()> {
+        self.run(self.elements("add", publishes, true), false, true)
+            .await
     }
 
-    /// Removes published ports from the maps; ports already gone are fine.
-    pub fn unpublish(&self, publishes: &[Publish<'_>]) -> Result<()> {
-        let s = self.elements("delete", publishes, false);
-        if s.is_empty() {
-            return Ok(());
-        }
-        // One script fails whole if one element is missing: fall back to one at a time.
-        if nft(&s).is_err() {
-            for line in s.lines() {
-                let _ = nft(line);
-            }
-        }
-        Ok(())
+    /// Removes published ports from the maps, without waiting; ports already gone are fine
+    /// (one script fails whole if one element is missing: then one at a time).
+    pub async fn unpublish(&self, publishes: &[Publish<'_>]) {
+        let _ = self
+            .run(self.elements("delete", publishes, false), true, false)
+            .await;
     }
 
     /// Removes the table (a test daemon's cleanup).
-    pub fn remove(&self) -> Result<()> {
-        nft(&format!(
-            "table ip {0} {{}}\ndelete table ip {0}\n",
-            self.table
-        ))
+    pub async fn remove(&self) -> Result<()> {
+        let t = &self.table;
+        let script = format!("table ip {t} {{}}\ndelete table ip {t}\n");
+        self.run(script, false, true).await
     }
 
     fn elements(&self, verb: &str, publishes: &[Publish<'_>], with_value: bool) -> String {
@@ -220,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_table_has_nat_isolation_and_ports() {
-        let fw = Firewall { table: "t".into() };
+        let fw = Firewall::new("t".into()).unwrap();
         let bridges = [
             BridgeRules {
                 bridge: "t0".into(),

@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use crate::error::{Error, Result};
 use crate::firewall::{BridgeRules, Firewall, Publish};
 use crate::ipam::{self, AddressPool, Addresses};
-use crate::model::{new_id, Driver, Endpoint, Network};
+use crate::model::{new_id, Driver, Endpoint, Network, PortMapping};
 use crate::store::Store;
 use crate::{dns, link, ports};
 
@@ -143,9 +143,7 @@ impl Networks {
             .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
             .map(|ip| SocketAddr::new(ip, 53))
             .collect();
-        let firewall = Firewall {
-            table: opts.prefix.clone(),
-        };
+        let firewall = Firewall::new(opts.prefix.clone())?;
         Ok(Arc::new(Networks {
             opts,
             store,
@@ -243,15 +241,16 @@ impl Networks {
         n.ip_range = range;
         let cidr = Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a net");
         link::ensure_bridge(&self.netlink, &n.bridge, cidr, n.mtu).await?;
-        let saved = self.store.save_network(&n).and_then(|()| {
+        let mut saved = self.store.save_network(&n);
+        if saved.is_ok() {
             self.state().networks.insert(n.id.clone(), n.clone());
-            self.sync_firewall()
-        });
+            saved = self.sync_firewall().await;
+        }
         if let Err(e) = saved {
             self.state().networks.remove(&n.id);
             let _ = self.store.delete_network(&n.id);
             let _ = link::delete(&self.netlink, &n.bridge).await;
-            let _ = self.sync_firewall();
+            let _ = self.sync_firewall().await;
             return Err(e);
         }
         Ok(n)
@@ -360,7 +359,7 @@ impl Networks {
             st.addresses.remove(&n.id);
         }
         link::delete(&self.netlink, &n.bridge).await?;
-        self.sync_firewall()
+        self.sync_firewall().await
     }
 
     /// Removes every user-defined network without endpoints; returns their names.
@@ -378,25 +377,32 @@ impl Networks {
     }
 
     /// Writes the firewall table from the networks and published ports.
-    pub(crate) fn sync_firewall(&self) -> Result<()> {
-        let st = self.state();
-        let bridges: Vec<BridgeRules> = st
-            .networks
-            .values()
-            .filter(|n| n.driver == Driver::Bridge)
-            .map(|n| BridgeRules {
-                bridge: n.bridge.clone(),
-                subnet: n.subnet.expect("bridge networks have subnets"),
-                internal: n.internal,
-            })
+    pub(crate) async fn sync_firewall(&self) -> Result<()> {
+        let (bridges, ports) = {
+            let st = self.state();
+            let bridges: Vec<BridgeRules> = st
+                .networks
+                .values()
+                .filter(|n| n.driver == Driver::Bridge)
+                .map(|n| BridgeRules {
+                    bridge: n.bridge.clone(),
+                    subnet: n.subnet.expect("bridge networks have subnets"),
+                    internal: n.internal,
+                })
+                .collect();
+            let ports: Vec<(PortMapping, Ipv4Addr)> = st
+                .endpoints
+                .values()
+                .flatten()
+                .flat_map(|e| e.ports.iter().map(move |p| (p.clone(), e.ip)))
+                .collect();
+            (bridges, ports)
+        };
+        let publishes: Vec<Publish<'_>> = ports
+            .iter()
+            .map(|(port, to)| Publish { port, to: *to })
             .collect();
-        let publishes: Vec<Publish<'_>> = st
-            .endpoints
-            .values()
-            .flatten()
-            .flat_map(|e| e.ports.iter().map(move |p| Publish { port: p, to: e.ip }))
-            .collect();
-        self.firewall.sync(&bridges, &publishes)
+        self.firewall.sync(&bridges, &publishes).await
     }
 
     /// Removes what this daemon made on the host: its bridges and firewall table (for a
@@ -411,7 +417,7 @@ impl Networks {
         for b in bridges {
             link::delete(&self.netlink, &b).await?;
         }
-        self.firewall.remove()
+        self.firewall.remove().await
     }
 }
 
