@@ -113,7 +113,7 @@ mkdir -p "$work/www" && head -c 1024 /dev/urandom | base64 > "$work/www/index.ht
 cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
 pport2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
 "$bin" run -d --name web -p "$cport:80" -v "$work/www:/www" busybox httpd -f -p 80 -h /www >/dev/null
-podman run -d --name web -p "$pport2:80" -v "$work/www:/www" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox httpd -f -p 80 -h /www >/dev/null
+podman --runtime runc run -d --name web -p "$pport2:80" -v "$work/www:/www" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/busybox httpd -f -p 80 -h /www >/dev/null
 sleep 1
 wrk_rps() { wrk -t2 -c16 -d"${WRK_SECS:-10}"s "$1" | awk '/Requests\/sec/ {print $2}'; }
 wrk_lat() { wrk -t2 -c16 -d"${WRK_SECS:-10}"s --latency "$1" | awk '$1 == "50%" {print $2}'; }

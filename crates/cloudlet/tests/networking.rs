@@ -156,27 +156,22 @@ fn predefined_networks_and_modes() {
 fn published_ports_answer_on_loopback_and_the_host_address() {
     require_machine!();
     let d = Daemon::start();
-    let www = d.dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "hello from cloudlet\n").unwrap();
-    let port = free_port();
-    let bind = format!("{}:/www", www.display());
+    // The page lives in a named volume.
     d.ok(&[
         "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        &format!("{port}:80"),
+        "--rm",
         "-v",
-        &bind,
+        "www:/www",
         "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
+        "sh",
+        "-c",
+        "echo hello from cloudlet > /www/index.html",
+    ]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    d.ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "-v", "www:/www", "busybox", "httpd", "-f",
+        "-p", "80", "-h", "/www",
     ]);
     common::eventually("the page on 127.0.0.1", 10, || {
         curl(&format!("http://127.0.0.1:{port}/")) == "hello from cloudlet\n"

@@ -86,6 +86,7 @@ async fn list(
             let (ports, nets) = crate::container_network::summary(&engine, &c);
             row.ports = Some(ports);
             row.network_settings = serde_json::from_value(nets).ok();
+
             rows.push(row);
         }
     }
@@ -126,6 +127,7 @@ async fn inspect(
     let c = entry.get();
     let mut v = container_inspect::inspect(&c, &entry.paths, execs, flag(&p, "size"));
     v["NetworkSettings"] = crate::container_network::settings(&engine, &c, c.state.pid);
+
     Ok(Json(v))
 }
 

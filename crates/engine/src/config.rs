@@ -31,6 +31,9 @@ impl Config {
     pub fn images_dir(&self) -> PathBuf {
         self.data_dir.join("image")
     }
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.data_dir.join("volumes")
+    }
     pub fn network_dir(&self) -> PathBuf {
         self.data_dir.join("network")
     }

@@ -73,6 +73,9 @@ pub struct Container {
     /// `NetworkSettings.Networks`, config part).
     #[serde(default)]
     pub networks: std::collections::HashMap<String, bollard_stubs::models::EndpointSettings>,
+    /// Its mounts, resolved at create (volumes named, anonymous ones made).
+    #[serde(default)]
+    pub mounts: Vec<crate::container_mounts::MountSpec>,
     /// Layers were prepared and the rootfs mounted at least once.
     #[serde(default)]
     pub has_been_started: bool,

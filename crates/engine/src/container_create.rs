@@ -51,8 +51,15 @@ pub async fn create(
     let raw_config = tokio::task::spawn_blocking(move || images.raw_config(&i2))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
+    let image_volumes: Vec<String> = img
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
     let config = merge_config(&body, &img, &raw_config);
     let (path, args) = command(&config)?;
+    let mounts = crate::container_mounts::resolve(engine, &body, &host_config, &image_volumes)?;
     let mut container = Container {
         id: new_id(),
         name,
@@ -66,6 +73,7 @@ pub async fn create(
         state: State::default(),
         restart_count: 0,
         networks,
+        mounts,
         has_been_started: false,
     };
     // A container made ahead of demand with this one's shape becomes this one.
@@ -81,6 +89,7 @@ pub async fn create(
         None => drop(tokio::task::spawn_blocking(runtime::prewarm_migration)),
     }
     let id = container.id.clone();
+    crate::container_mounts::register(engine, &id, &container.mounts, false);
     let paths = Paths::new(&engine.config.containers_dir(), &id);
     let entry = Entry::new(container.clone(), paths.clone());
     let warm = claimed.is_some();
@@ -92,6 +101,7 @@ pub async fn create(
         })
     });
     if let Err(e) = saved {
+        crate::container_mounts::release(engine, &container, true);
         match warm {
             true => crate::container_remove::purge(engine, &id).await,
             false => drop(std::fs::remove_dir_all(&paths.dir)),
@@ -176,7 +186,7 @@ fn validate_host_config(hc: &HostConfig) -> ApiResult<()> {
         }
     }
     for b in hc.binds.iter().flatten() {
-        crate::container_spec::parse_bind(b)?;
+        crate::container_mounts::parse_bind(b)?;
     }
     Ok(())
 }

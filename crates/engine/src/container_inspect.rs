@@ -43,25 +43,7 @@ fn summary_state(s: Status) -> ContainerSummaryStateEnum {
 }
 
 fn mounts(c: &Container) -> Vec<MountPoint> {
-    c.host_config
-        .binds
-        .iter()
-        .flatten()
-        .filter_map(|b| crate::container_spec::parse_bind(b).ok())
-        .map(|b| MountPoint {
-            typ: Some("bind".to_string()),
-            source: Some(b.source.display().to_string()),
-            destination: Some(b.destination),
-            mode: Some(if b.read_only {
-                "ro".into()
-            } else {
-                String::new()
-            }),
-            rw: Some(!b.read_only),
-            propagation: Some("rprivate".into()),
-            ..Default::default()
-        })
-        .collect()
+    crate::container_mounts::points(c)
 }
 
 /// `docker inspect` of a container.
@@ -248,7 +230,20 @@ pub fn matches(c: &Container, filters: &HashMap<String, Vec<String>>) -> ApiResu
                     .unwrap_or_else(|| "none".into());
                 values.contains(&h)
             }
-            "before" | "since" | "volume" | "network" | "publish" | "expose" | "is-task" => true,
+            "volume" => values.iter().any(|v| {
+                crate::container_mounts::of(c)
+                    .iter()
+                    .any(|m| m.source == *v || m.destination == *v)
+            }),
+            "network" => values.iter().any(|v| {
+                c.networks.contains_key(v)
+                    || c.networks.values().any(|s| {
+                        s.network_id
+                            .as_deref()
+                            .is_some_and(|id| id.starts_with(v.as_str()))
+                    })
+            }),
+            "before" | "since" | "publish" | "expose" | "is-task" => true,
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {

@@ -13,7 +13,7 @@ pub async fn remove(
     engine: &Arc<Engine>,
     entry: &Arc<Entry>,
     force: bool,
-    _volumes: bool,
+    volumes: bool,
 ) -> ApiResult<()> {
     let _op = entry.op.lock().await;
     let c = entry.get();
@@ -59,6 +59,7 @@ pub async fn remove(
         drop(purging);
     });
     engine.containers.remove(&c.id);
+    crate::container_mounts::release(engine, &c, volumes);
     entry.phase.send_modify(|p| {
         p.removed = true;
         p.running = false;

@@ -54,46 +54,6 @@ fn userns(c: &Container) -> bool {
     )
 }
 
-/// `-v /host:/ctr[:ro|rw]`; named volumes come with the volumes issue.
-pub fn parse_bind(spec: &str) -> ApiResult<Bind> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (source, destination, mode) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, m] => (*s, *d, *m),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{spec}'"
-            )))
-        }
-    };
-    if !source.starts_with('/') {
-        return Err(ApiError::bad_request(format!(
-            "invalid volume specification: '{spec}': named volumes are not supported yet; \
-             use an absolute host path"
-        )));
-    }
-    if !destination.starts_with('/') {
-        return Err(ApiError::bad_request(format!(
-            "invalid volume specification: '{spec}': invalid mount config for type \"bind\": \
-             invalid mount path: '{destination}' mount path must be absolute"
-        )));
-    }
-    let mut read_only = false;
-    for m in mode.split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "ro" => read_only = true,
-            "rw" | "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave"
-            | "slave" => {}
-            _ => return Err(ApiError::bad_request(format!("invalid mode: {m}"))),
-        }
-    }
-    Ok(Bind {
-        source: PathBuf::from(source),
-        destination: destination.to_string(),
-        read_only,
-    })
-}
-
 /// The runtime's view of a container: docker's create options, translated. `join` is the
 /// namespace of the container whose network it shares (`--network container:…`).
 fn spec_options(c: &Container, paths: &Paths, join: Option<&PathBuf>) -> ApiResult<SpecOptions> {
@@ -106,10 +66,7 @@ fn spec_options(c: &Container, paths: &Paths, join: Option<&PathBuf>) -> ApiResu
     if c.tty() && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    let mut binds = Vec::new();
-    for b in hc.binds.iter().flatten() {
-        binds.push(parse_bind(b)?);
-    }
+    let (mut binds, mount_tmpfs) = crate::container_mounts::for_spec(c);
     binds.extend(ETC_FILES.iter().map(|(file, dest)| Bind {
         source: paths.dir.join(file),
         destination: (*dest).into(),
@@ -165,7 +122,13 @@ fn spec_options(c: &Container, paths: &Paths, join: Option<&PathBuf>) -> ApiResu
                 hard: u.hard.unwrap_or(0) as u64,
             })
             .collect(),
-        tmpfs: hc.tmpfs.clone().unwrap_or_default().into_iter().collect(),
+        tmpfs: hc
+            .tmpfs
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(mount_tmpfs)
+            .collect(),
         binds,
         init: hc.init.unwrap_or(false),
         userns: userns(c),
@@ -191,15 +154,9 @@ fn hostname(c: &Container) -> String {
         .unwrap_or_else(|| c.id[..12].to_string())
 }
 
-/// Writes what the spec binds from the host: the [`ETC_FILES`] (rewritten in place, so a
-/// container made ahead of demand sees its claimant's), and `-v` sources docker creates.
+/// Writes the [`ETC_FILES`] the spec binds from the host (rewritten in place, so a container
+/// made ahead of demand sees its claimant's).
 fn write_host_files(c: &Container, paths: &Paths, plan: &Plan) -> ApiResult<()> {
-    for b in c.host_config.binds.iter().flatten() {
-        let bind = parse_bind(b)?;
-        if !bind.source.exists() {
-            std::fs::create_dir_all(&bind.source)?;
-        }
-    }
     let hostname = hostname(c);
     let (hosts, resolv) = container_network::etc_files(c, plan, &hostname);
     let contents = [format!("{hostname}\n"), hosts, resolv];
@@ -213,6 +170,7 @@ fn write_host_files(c: &Container, paths: &Paths, plan: &Plan) -> ApiResult<()> 
 /// the bundle directory.
 pub(crate) fn prepare(
     images: &image::ImageStore,
+    volumes: Option<&volume::VolumeStore>,
     c: &Container,
     paths: &Paths,
     plan: &Plan,
@@ -234,6 +192,9 @@ pub(crate) fn prepare(
     };
     runtime::rootfs::unmount(&paths.rootfs())?;
     runtime::rootfs::mount_overlay(&layers, &paths.upper(), &paths.work(), &paths.rootfs())?;
+    if let Some(volumes) = volumes {
+        crate::container_mounts::prepare(volumes, c, &paths.rootfs())?;
+    }
     write_bundle(c, paths, plan)?;
     let _ = std::fs::remove_file(paths.exit_file());
     Ok(paths.bundle())
@@ -315,17 +276,6 @@ pub(crate) fn process(c: &Container, paths: &Paths) -> ApiResult<runtime::proto:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn binds_parse_like_docker() {
-        let b = parse_bind("/srv/www:/www:ro").unwrap();
-        assert_eq!(b.source, PathBuf::from("/srv/www"));
-        assert_eq!(b.destination, "/www");
-        assert!(b.read_only);
-        assert!(parse_bind("/a:b").is_err());
-        assert!(parse_bind("/a:/b:bogus").is_err());
-        assert!(parse_bind("justone").is_err());
-    }
 
     #[test]
     fn sizes_parse() {

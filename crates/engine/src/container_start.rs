@@ -70,6 +70,7 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, entry: &Arc<Entry>) -> Ap
             });
             crate::container_remove::teardown(engine, &c.id).await;
             container_network::release(engine, &c.id).await;
+            engine.volumes.deactivate(&c.id);
             // Attach clients waiting for this start get nothing: end their streams.
             entry
                 .pending
@@ -113,10 +114,12 @@ async fn launch(
     drop(entry.teardown.lock().await);
     // Addresses first: the container's /etc/hosts names its own.
     let plan = container_network::plan(engine, c)?;
-    let (images, c2, paths) = (engine.images.clone(), c.clone(), entry.paths.clone());
-    tokio::task::spawn_blocking(move || container_spec::prepare(&images, &c2, &paths, &plan))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let (e2, c2, paths) = (engine.clone(), c.clone(), entry.paths.clone());
+    tokio::task::spawn_blocking(move || {
+        container_spec::prepare(&e2.images, Some(&e2.volumes), &c2, &paths, &plan)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     tracing::debug!(id = %c.id, "rootfs mounted and bundle written");
     let req = container_spec::start_request(c, &entry.paths, false)?;
     let shim = engine
@@ -331,6 +334,7 @@ pub(crate) async fn on_exit(
     let id = entry.id.clone();
     let _ = tokio::task::spawn_blocking(move || rt.wait_shim_exit(&id)).await;
     crate::container_remove::teardown(engine, &entry.id).await;
+    engine.volumes.deactivate(&entry.id);
     drop(tearing_down);
 
     if should_restart(&c, code) {

@@ -21,6 +21,7 @@ pub struct Engine {
     /// Containers made ahead of demand.
     pub warm: crate::warm::WarmPool,
     pub networks: Arc<network::Networks>,
+    pub volumes: volume::VolumeStore,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -46,6 +47,7 @@ impl Engine {
         let runtime = runtime::Runtime::new(config.runtime_dir(), config.shim_exe.clone());
         let warm_images = config.warm_images;
         let networks = network::Networks::open(network_options(&config)?).await?;
+        let volumes = volume::VolumeStore::open(config.volumes_dir())?;
         let engine = Arc::new(Engine {
             config,
             images,
@@ -56,6 +58,7 @@ impl Engine {
             purges: Arc::default(),
             warm: crate::warm::WarmPool::new(warm_images),
             networks,
+            volumes,
             started: chrono::Utc::now(),
         });
         crate::recover::recover(&engine).await;

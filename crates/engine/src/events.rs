@@ -41,6 +41,11 @@ impl Events {
         self.publish(EventMessageTypeEnum::NETWORK, action, id, attributes);
     }
 
+    pub fn volume(&self, action: &str, name: &str) {
+        let attributes = HashMap::from([("driver".to_string(), "local".to_string())]);
+        self.publish(EventMessageTypeEnum::VOLUME, action, name, attributes);
+    }
+
     fn publish(
         &self,
         typ: EventMessageTypeEnum,

@@ -39,6 +39,8 @@ pub async fn recover(engine: &Arc<Engine>) {
             tracing::warn!("skip container {id}: {e}");
             continue;
         }
+        let running = c.state.status.is_running();
+        crate::container_mounts::register(engine, &id, &c.mounts, running);
         if c.state.status.is_running() || c.state.status == Status::Restarting {
             reattach(engine, &entry).await;
         } else if c.state.status == Status::Created && engine.runtime.connect(&id).await.is_ok() {

@@ -16,7 +16,8 @@ use tokio::net::UnixListener;
 use tower::ServiceExt;
 
 use crate::{
-    api_containers, api_exec, api_images, api_networks, api_system, ApiError, Config, Engine,
+    api_containers, api_exec, api_images, api_networks, api_system, api_volumes, ApiError, Config,
+    Engine,
 };
 
 /// Opens the engine, recovers its containers, and serves until `shutdown` completes; then
@@ -145,6 +146,7 @@ fn routes(engine: Arc<Engine>) -> Router {
         .merge(api_exec::routes())
         .merge(api_images::routes())
         .merge(api_networks::routes())
+        .merge(api_volumes::routes())
         .fallback(|req: Request<Body>| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -221,14 +221,19 @@ fn same_shape(engine: &Engine, a: &Container, b: &Container) -> bool {
 
 /// Only what the bundle and the shim request fully describe can be made ahead of demand.
 fn warmable(c: &Container) -> bool {
-    // Joining another container's namespace is decided when the container is made.
-    !matches!(
-        crate::container_network::mode(&c.host_config),
-        crate::container_network::Mode::Container(_)
-    ) && matches!(
-        crate::container_create::runtime_class(&c.host_config),
-        Ok(runtime::RuntimeClass::Libcontainer)
-    )
+    // Joining another container's namespace is decided when the container is made; and a
+    // volume may be a tmpfs or bind mounted, or filled, only when its container starts.
+    !c.mounts
+        .iter()
+        .any(|m| m.kind == crate::container_mounts::Kind::Volume)
+        && !matches!(
+            crate::container_network::mode(&c.host_config),
+            crate::container_network::Mode::Container(_)
+        )
+        && matches!(
+            crate::container_create::runtime_class(&c.host_config),
+            Ok(runtime::RuntimeClass::Libcontainer)
+        )
 }
 
 async fn drop_slot(engine: &Arc<Engine>, s: Slot) {
@@ -295,7 +300,7 @@ async fn make(
 ) -> Result<(runtime::Shim, serde_json::Value), String> {
     let (images, c2, p2) = (engine.images.clone(), c.clone(), paths.clone());
     let shape = tokio::task::spawn_blocking(move || {
-        container_spec::prepare(&images, &c2, &p2, &Default::default())?;
+        container_spec::prepare(&images, None, &c2, &p2, &Default::default())?;
         container_spec::shape(&c2, &p2)
     })
     .await
