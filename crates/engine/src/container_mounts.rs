@@ -54,33 +54,6 @@ impl From<volume::Error> for ApiError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binds_parse_like_docker() {
-        let b = parse_bind("/srv/www:/www:ro").unwrap();
-        assert_eq!(
-            (
-                b.kind,
-                b.source.as_str(),
-                b.destination.as_str(),
-                b.read_only
-            ),
-            (Kind::Bind, "/srv/www", "/www", true)
-        );
-        let v = parse_bind("data:/var/lib/data:nocopy").unwrap();
-        assert_eq!(
-            (v.kind, v.source.as_str(), v.no_copy),
-            (Kind::Volume, "data", true)
-        );
-        assert!(parse_bind("/a:b").is_err());
-        assert!(parse_bind("/a:/b:bogus").is_err());
-        assert!(parse_bind("justone").is_err());
-    }
-}
-
 /// `-v src:dst[:opts]`: a host path when `src` is absolute, else a named volume.
 pub fn parse_bind(spec: &str) -> ApiResult<MountSpec> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -399,4 +372,31 @@ pub(crate) fn points(c: &Container) -> Vec<MountPoint> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_parse_like_docker() {
+        let b = parse_bind("/srv/www:/www:ro").unwrap();
+        assert_eq!(
+            (
+                b.kind,
+                b.source.as_str(),
+                b.destination.as_str(),
+                b.read_only
+            ),
+            (Kind::Bind, "/srv/www", "/www", true)
+        );
+        let v = parse_bind("data:/var/lib/data:nocopy").unwrap();
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.no_copy),
+            (Kind::Volume, "data", true)
+        );
+        assert!(parse_bind("/a:b").is_err());
+        assert!(parse_bind("/a:/b:bogus").is_err());
+        assert!(parse_bind("justone").is_err());
+    }
 }
