@@ -12,6 +12,7 @@ mod exec;
 mod images;
 mod inspect;
 mod logs;
+mod networks;
 mod opts;
 mod ps;
 mod pull_push;
@@ -21,6 +22,7 @@ mod system;
 pub mod table;
 mod tty;
 pub mod units;
+mod volumes;
 
 pub use archive::{ImportArgs, LoadArgs, SaveArgs};
 pub use attach::AttachArgs;
@@ -32,12 +34,14 @@ pub use exec::ExecArgs;
 pub use images::{ImagePruneArgs, ImagesArgs, RmiArgs, TagArgs};
 pub use inspect::{ImageInspectArgs, InspectArgs};
 pub use logs::LogsArgs;
+pub use networks::{NetworkCommand, PortArgs};
 pub use opts::ContainerOpts;
 pub use ps::PsArgs;
 pub use pull_push::{PullArgs, PushArgs};
 pub use run::{CreateArgs, RunArgs, StartArgs};
 pub use stats::StatsArgs;
 pub use system::{InfoArgs, VersionArgs};
+pub use volumes::VolumeCommand;
 
 /// Where the daemon listens unless `-H`/`DOCKER_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/cloudlet/docker.sock";
@@ -116,6 +120,14 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
 }
 
 /// `cloudlet image …`
@@ -386,6 +398,9 @@ async fn dispatch(d: &Docker, cmd: Command) -> Result<i32> {
         Command::Stats(a) => stats::stats(d, a).await,
         Command::Inspect(a) => inspect::inspect(d, a).await,
         Command::Images(a) => images::images(d, a).await,
+        Command::Network(c) => networks::run(d, c).await,
+        Command::Volume(c) => volumes::run(d, c).await,
+        Command::Port(a) => networks::port(d, a).await,
         Command::Pull(a) => pull_push::pull(d, a).await,
         Command::Push(a) => pull_push::push(d, a).await,
         Command::Tag(a) => images::tag(d, a).await,

@@ -72,3 +72,72 @@ fn userns_private_maps_root_to_an_unprivileged_range() {
     // Image files look root-owned inside, though they are 100000 on the host.
     assert!(lines.next().unwrap().contains(" 0 "), "{text}");
 }
+
+#[test]
+fn network_volume_and_port_verbs() {
+    require_machine!();
+    let d = Daemon::start();
+    let ok = |args: &[&str]| {
+        let out = d.cloudlet(args);
+        assert!(out.status.success(), "cloudlet {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let subnet = format!("10.{}.77.0/24", d.net_octet);
+    let ip = format!("10.{}.77.50", d.net_octet);
+    ok(&["network", "create", "--subnet", &subnet, "appnet"]);
+    let ls = ok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID     NAME"), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" appnet ") && l.contains("bridge")),
+        "{ls}"
+    );
+    assert_eq!(ok(&["volume", "create", "appdata"]).trim(), "appdata");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--net",
+        "appnet",
+        "--network-alias",
+        "web",
+        "--ip",
+        &ip,
+        "-p",
+        "0:80",
+        "--mount",
+        "type=volume,source=appdata,target=/data",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let port = ok(&["port", "a1"]);
+    assert!(port.starts_with("80/tcp -> 0.0.0.0:"), "{port}");
+    assert!(ok(&["ps"]).contains("->80/tcp"));
+    let found = ok(&[
+        "run", "--rm", "--net", "appnet", "busybox", "nslookup", "web",
+    ]);
+    assert!(found.contains(&ip), "{found}");
+    let inspect = ok(&["network", "inspect", "appnet"]);
+    assert!(inspect.contains(&format!("{ip}/24")), "{inspect}");
+    let out = d.cloudlet(&["volume", "rm", "appdata"]);
+    assert!(
+        stderr(&out).contains("volume is in use"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&["rm", "-f", "a1"]);
+    assert_eq!(ok(&["network", "rm", "appnet"]).trim(), "appnet");
+    assert_eq!(ok(&["volume", "rm", "appdata"]).trim(), "appdata");
+    let out = d.cloudlet(&["network", "rm", "appnet"]);
+    assert!(
+        stderr(&out).contains("network appnet not found"),
+        "{}",
+        stderr(&out)
+    );
+}
