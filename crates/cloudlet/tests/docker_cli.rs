@@ -238,7 +238,16 @@ fn errors_come_back_in_dockers_shape() {
         "{}",
         stderr(&out)
     );
-    let out = d.docker(&["run", "-d", "-p", "8080:80", "busybox", "true"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--net",
+        "container:dup",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
     assert!(stderr(&out).contains("port publishing"), "{}", stderr(&out));
     // Bad input changed nothing: one container.
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
