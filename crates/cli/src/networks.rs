@@ -240,39 +240,74 @@ pub(crate) fn print_docs(docs: &[Value], format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-async fn inspect(d: &Docker, a: NetworkInspectArgs) -> Result<i32> {
-    let mut docs = Vec::new();
+/// Runs `f` for each name, printing docker's line for each failure; returns what
+/// succeeded and whether anything failed (a lost connection is an error).
+async fn each_item<T, F, Fut>(names: &[String], f: F) -> Result<(Vec<T>, bool)>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+{
+    let mut done = Vec::new();
     let mut failed = false;
-    for name in &a.names {
-        match d.inspect_network(name, None::<InspectNetworkOptions>).await {
-            Ok(n) => docs.push(serde_json::to_value(n)?),
+    for name in names {
+        match f(name.clone()).await {
+            Ok(v) => done.push(v),
             Err(e) => {
                 eprintln!("{}", item_error(e.into())?);
                 failed = true;
             }
         }
     }
-    print_docs(&docs, a.format.as_deref())?;
-    if failed {
-        return Err(exit_code(1));
+    Ok((done, failed))
+}
+
+/// [`each_item`], exiting 1 if anything failed.
+pub(crate) async fn each<T, F, Fut>(names: &[String], f: F) -> Result<Vec<T>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+{
+    match each_item(names, f).await? {
+        (_, true) => Err(exit_code(1)),
+        (done, false) => Ok(done),
     }
-    Ok(0)
+}
+
+/// Inspects each name and prints what was found (as docker, also when some were not).
+pub(crate) async fn inspect_each<T, F, Fut>(
+    names: &[String],
+    format: Option<&str>,
+    f: F,
+) -> Result<i32>
+where
+    T: serde::Serialize,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+{
+    let (found, failed) = each_item(names, f).await?;
+    let docs = found
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    print_docs(&docs, format)?;
+    match failed {
+        true => Err(exit_code(1)),
+        false => Ok(0),
+    }
+}
+
+async fn inspect(d: &Docker, a: NetworkInspectArgs) -> Result<i32> {
+    inspect_each(&a.names, a.format.as_deref(), |n| async move {
+        d.inspect_network(&n, None::<InspectNetworkOptions>).await
+    })
+    .await
 }
 
 async fn rm(d: &Docker, a: NetworkRmArgs) -> Result<i32> {
-    let mut failed = false;
-    for name in &a.names {
-        match d.remove_network(name).await {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("{}", item_error(e.into())?);
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(exit_code(1));
-    }
+    each(&a.names, |n| async move {
+        d.remove_network(&n).await.map(|()| println!("{n}"))
+    })
+    .await?;
     Ok(0)
 }
 

@@ -9,10 +9,9 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use crate::containers::{confirm, filters};
-use crate::networks::{key_values, print_docs};
+use crate::networks::{each, inspect_each, key_values};
 use crate::table::{print_rows, Format};
 use crate::units::human_size;
-use crate::{exit_code, item_error};
 
 /// `cloudlet volume …`
 #[derive(clap::Subcommand, Debug)]
@@ -138,38 +137,20 @@ pub async fn run(d: &Docker, cmd: VolumeCommand) -> Result<i32> {
             Ok(0)
         }
         VolumeCommand::Inspect(a) => {
-            let mut docs = Vec::new();
-            let mut failed = false;
-            for name in &a.names {
-                match d.inspect_volume(name).await {
-                    Ok(v) => docs.push(serde_json::to_value(v)?),
-                    Err(e) => {
-                        eprintln!("{}", item_error(e.into())?);
-                        failed = true;
-                    }
-                }
-            }
-            print_docs(&docs, a.format.as_deref())?;
-            if failed {
-                return Err(exit_code(1));
-            }
-            Ok(0)
+            inspect_each(&a.names, a.format.as_deref(), |n| async move {
+                d.inspect_volume(&n).await
+            })
+            .await
         }
         VolumeCommand::Rm(a) => {
-            let mut failed = false;
-            for name in &a.names {
-                let opts = RemoveVolumeOptions { force: a.force };
-                match d.remove_volume(name, Some(opts)).await {
-                    Ok(()) => println!("{name}"),
-                    Err(e) => {
-                        eprintln!("{}", item_error(e.into())?);
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Err(exit_code(1));
-            }
+            let force = a.force;
+            each(&a.names, |n| async move {
+                let opts = RemoveVolumeOptions { force };
+                d.remove_volume(&n, Some(opts))
+                    .await
+                    .map(|()| println!("{n}"))
+            })
+            .await?;
             Ok(0)
         }
         VolumeCommand::Prune(a) => {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::api_containers::Params;
 use crate::container::Status;
+use crate::container_inspect::{dangling_matches, labels_match};
 use crate::container_network::{self, Mode};
 use crate::error::{ApiError, ApiResult};
 use crate::Engine;
@@ -98,14 +99,11 @@ fn matches(
                 "custom" => !n.predefined,
                 _ => false,
             }),
-            "label" => values.iter().all(|v| match v.split_once('=') {
-                Some((k, want)) => n.labels.get(k).is_some_and(|x| x == want),
-                None => n.labels.contains_key(v.as_str()),
-            }),
-            "dangling" => values.iter().any(|v| {
-                let dangling = !n.predefined && engine.networks.network_endpoints(&n.id).is_empty();
-                (v == "true" || v == "1") == dangling
-            }),
+            "label" => labels_match(&n.labels, values),
+            "dangling" => dangling_matches(
+                !n.predefined && engine.networks.network_endpoints(&n.id).is_empty(),
+                values,
+            ),
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api_containers::{flag, Params};
+use crate::container_inspect::{dangling_matches, labels_match};
 use crate::error::{ApiError, ApiResult};
 use crate::Engine;
 
@@ -45,14 +46,8 @@ fn matches(
         let ok = match key.as_str() {
             "name" => values.iter().any(|x| v.name.contains(x.as_str())),
             "driver" => values.contains(&v.driver),
-            "label" => values.iter().all(|x| match x.split_once('=') {
-                Some((k, want)) => v.labels.get(k).is_some_and(|have| have == want),
-                None => v.labels.contains_key(x.as_str()),
-            }),
-            "dangling" => values.iter().any(|x| {
-                let dangling = engine.volumes.users(&v.name).is_empty();
-                matches!(x.as_str(), "true" | "1") == dangling
-            }),
+            "label" => labels_match(&v.labels, values),
+            "dangling" => dangling_matches(engine.volumes.users(&v.name).is_empty(), values),
             // Prune's: anonymous volumes only unless all=true.
             "all" => true,
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),

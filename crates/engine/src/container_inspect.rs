@@ -170,6 +170,21 @@ pub fn parse_filters(raw: Option<&str>) -> ApiResult<HashMap<String, Vec<String>
     Ok(out)
 }
 
+/// The `label` filter: every `key` or `key=value` given must match.
+pub fn labels_match(labels: &HashMap<String, String>, values: &[String]) -> bool {
+    values.iter().all(|v| match v.split_once('=') {
+        Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+        None => labels.contains_key(v.as_str()),
+    })
+}
+
+/// The `dangling` filter: any of `true`/`1` or `false`/`0` given must match.
+pub fn dangling_matches(dangling: bool, values: &[String]) -> bool {
+    values
+        .iter()
+        .any(|v| matches!(v.as_str(), "true" | "1") == dangling)
+}
+
 /// Whether a container passes `docker ps --filter`s (all keys must match; any value of a key).
 pub fn matches(c: &Container, filters: &HashMap<String, Vec<String>>) -> ApiResult<bool> {
     for (key, values) in filters {

@@ -160,20 +160,5 @@ pub async fn prune(engine: &Arc<Engine>) -> ApiResult<(Vec<String>, u64)> {
 
 /// Bytes under a directory, without following links; for SizeRw and prune reports.
 pub fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&p) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += md.len();
-            }
-        }
-    }
-    total
+    volume::dir_size(path)
 }

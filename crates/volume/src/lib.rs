@@ -7,7 +7,7 @@ mod copy;
 mod store;
 
 pub use copy::copy_tree;
-pub use store::{Volume, VolumeStore};
+pub use store::{dir_size, Volume, VolumeStore};
 
 use thiserror::Error;
 

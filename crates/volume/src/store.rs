@@ -384,7 +384,8 @@ fn mount(fstype: &str, device: &str, o: &str, target: &Path) -> Result<()> {
     .map_err(|e| Error::io(format!("mount {source} on {}", target.display()), e.into()))
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Bytes under a directory, without following links.
+pub fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
