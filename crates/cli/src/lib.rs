@@ -12,6 +12,7 @@ mod exec;
 mod images;
 mod inspect;
 mod logs;
+mod mount_opts;
 mod networks;
 mod opts;
 mod ps;
