@@ -3,9 +3,10 @@
 //! Nothing outside the table is read or changed. The table is written whole, atomically,
 //! whenever the set of networks changes (and at daemon start, from the persisted state);
 //! published ports are elements of two maps, added and deleted one container at a time.
-//! We drive the `nft` binary with a script on stdin: it is the interface nftables keeps
-//! stable, and one run costs a few milliseconds, only for containers that publish ports.
-//! Scripts run one at a time, in order, on a thread of their own: so a port's removal is
+//! The table is written by the `nft` binary from a script on stdin (the interface nftables
+//! keeps stable for rules; a few milliseconds, on network changes only); map elements go
+//! over nfnetlink directly (`nfnetlink`), as they are on every start that publishes ports.
+//! Both run one at a time, in order, on a thread of their own: so a port's removal is
 //! never waited for (a stopping container does not pay for it) and still lands before a
 //! later container publishes the same port.
 
@@ -18,6 +19,7 @@ use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
 use crate::model::PortMapping;
+use crate::nfnetlink::{concat, Element, Nftables, Op};
 
 /// A bridge network as the firewall sees it.
 pub struct BridgeRules {
@@ -38,27 +40,33 @@ pub struct Firewall {
     jobs: std::sync::mpsc::Sender<Job>,
 }
 
-/// An nft script for the worker; `tolerant` ones retry line by line when the whole fails.
+/// Work for the firewall thread, and where its outcome goes (if anywhere).
 struct Job {
-    script: String,
-    tolerant: bool,
+    work: Work,
     done: Option<tokio::sync::oneshot::Sender<Result<()>>>,
+}
+
+enum Work {
+    /// An nft script.
+    Script(String),
+    /// Map elements: added all or none; deleted one by one if the batch fails (an element
+    /// already gone fails it whole).
+    Elements(Op, Vec<Element>),
 }
 
 impl Firewall {
     pub fn new(table: String) -> Result<Firewall> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let t = table.clone();
         std::thread::Builder::new()
             .name("nft".into())
             .spawn(move || {
+                let mut socket = None;
                 for job in rx {
-                    let mut r = nft(&job.script);
-                    if r.is_err() && job.tolerant {
-                        for line in job.script.lines() {
-                            let _ = nft(line);
-                        }
-                        r = Ok(());
-                    }
+                    let r = match job.work {
+                        Work::Script(script) => nft(&script),
+                        Work::Elements(op, elements) => apply(&mut socket, &t, op, &elements),
+                    };
                     if let Err(e) = &r {
                         if job.done.is_none() {
                             tracing::warn!("{e}");
@@ -73,15 +81,11 @@ impl Firewall {
         Ok(Firewall { table, jobs })
     }
 
-    /// Runs a script after those before it; waits for it unless `wait` is false.
-    async fn run(&self, script: String, tolerant: bool, wait: bool) -> Result<()> {
-        if script.is_empty() {
-            return Ok(());
-        }
+    /// Runs work after that before it; waits for it unless `wait` is false.
+    async fn run(&self, work: Work, wait: bool) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = Job {
-            script,
-            tolerant,
+            work,
             done: wait.then_some(tx),
         };
         self.jobs
@@ -97,7 +101,8 @@ impl Firewall {
 
     /// Writes the whole table: replaces what was there in one transaction.
     pub async fn sync(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> Result<()> {
-        self.run(self.render(bridges, publishes), false, true).await
+        self.run(Work::Script(self.render(bridges, publishes)), true)
+            .await
     }
 
     fn render(&self, bridges: &[BridgeRules], publishes: &[Publish<'_>]) -> String {
@@ -167,15 +172,14 @@ impl Firewall {
 
     /// Adds published ports to the maps.
     pub async fn publish(&self, publishes: &[Publish<'_>]) -> Result<()> {
-        self.run(self.elements("add", publishes, true), false, true)
+        self.run(Work::Elements(Op::Add, elements(publishes)), true)
             .await
     }
 
-    /// Removes published ports from the maps, without waiting; ports already gone are fine
-    /// (one script fails whole if one element is missing: then one at a time).
+    /// Removes published ports from the maps, without waiting; ports already gone are fine.
     pub async fn unpublish(&self, publishes: &[Publish<'_>]) {
         let _ = self
-            .run(self.elements("delete", publishes, false), true, false)
+            .run(Work::Elements(Op::Delete, elements(publishes)), false)
             .await;
     }
 
@@ -183,24 +187,64 @@ impl Firewall {
     pub async fn remove(&self) -> Result<()> {
         let t = &self.table;
         let script = format!("table ip {t} {{}}\ndelete table ip {t}\n");
-        self.run(script, false, true).await
+        self.run(Work::Script(script), true).await
     }
+}
 
-    fn elements(&self, verb: &str, publishes: &[Publish<'_>], with_value: bool) -> String {
-        let mut s = String::new();
-        for p in publishes {
-            let (map, key) = key(p.port);
-            let value = match with_value {
-                true => format!(" : {} . {}", p.to, p.port.container_port),
-                false => String::new(),
+/// The map elements that publish `publishes`, in the kernel's layout.
+fn elements(publishes: &[Publish<'_>]) -> Vec<Element> {
+    publishes
+        .iter()
+        .map(|p| {
+            let proto = [proto_number(&p.port.proto)];
+            let port = p.port.host_port.to_be_bytes();
+            let (map, key) = match p.port.host_ip.is_unspecified() {
+                true => ("publish_any", concat(&[&proto, &port])),
+                false => (
+                    "publish_addr",
+                    concat(&[&p.port.host_ip.octets(), &proto, &port]),
+                ),
             };
-            let _ = writeln!(
-                s,
-                "{verb} element ip {} {map} {{ {key}{value} }}",
-                self.table
-            );
+            let value = concat(&[&p.to.octets(), &p.port.container_port.to_be_bytes()]);
+            Element { map, key, value }
+        })
+        .collect()
+}
+
+fn proto_number(proto: &str) -> u8 {
+    match proto {
+        "udp" => libc::IPPROTO_UDP as u8,
+        "sctp" => libc::IPPROTO_SCTP as u8,
+        _ => libc::IPPROTO_TCP as u8,
+    }
+}
+
+/// Applies map elements over the thread's netlink socket (opened on first use, and again
+/// after a socket error).
+fn apply(socket: &mut Option<Nftables>, table: &str, op: Op, elements: &[Element]) -> Result<()> {
+    let what = || match op {
+        Op::Add => "publish ports",
+        Op::Delete => "unpublish ports",
+    };
+    let nft = match socket {
+        Some(s) => s,
+        None => socket
+            .insert(Nftables::open().map_err(|e| Error::io("open an nftables netlink socket", e))?),
+    };
+    match nft.apply(table, op, elements) {
+        Ok(()) => Ok(()),
+        Err(_) if op == Op::Delete && elements.len() > 1 => {
+            for e in elements {
+                let _ = nft.apply(table, op, std::slice::from_ref(e));
+            }
+            Ok(())
         }
-        s
+        Err(e) if op == Op::Delete && e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => {
+            // A fresh socket for the next batch: this one may hold a late answer.
+            *socket = None;
+            Err(Error::io(format!("{} in table ip {table}", what()), e))
+        }
     }
 }
 
@@ -327,7 +371,9 @@ mod tests {
             s.contains("iifname \"t0\" oifname @bridges oifname != \"t0\" drop"),
             "{s}"
         );
-        let del = fw.elements("delete", &[Publish { port: &any, to }], false);
-        assert_eq!(del, "delete element ip t publish_any { tcp . 8080 }\n");
+        let e = elements(&[Publish { port: &one, to }]);
+        assert_eq!(e[0].map, "publish_addr");
+        assert_eq!(e[0].key, [127, 0, 0, 1, 17, 0, 0, 0, 0x14, 0xe9, 0, 0]);
+        assert_eq!(e[0].value, [10, 1, 0, 2, 0, 53, 0, 0]);
     }
 }

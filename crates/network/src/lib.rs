@@ -17,6 +17,7 @@ mod link;
 mod model;
 mod netns;
 mod networks;
+mod nfnetlink;
 pub mod ports;
 mod store;
 
