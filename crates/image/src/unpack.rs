@@ -145,7 +145,12 @@ fn unpack_entry<R: Read>(
             set_xattrs(&dst, &xattrs);
             dirs.push((dst, mtime));
         }
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+        EntryType::Regular | EntryType::Continuous => {
+            write_regular(entry, &dst, mtime).map_err(io_err("unpack", &dst))?;
+            set_xattrs(&dst, &xattrs);
+        }
+        EntryType::GNUSparse => {
+            // tar's own unpack keeps the holes.
             entry.unpack(&dst).map_err(io_err("unpack", &dst))?;
             set_xattrs(&dst, &xattrs);
         }
@@ -205,6 +210,46 @@ fn set_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) {
             tracing::debug!(path = %path.display(), %name, error = %e, "cannot set xattr");
         }
     }
+}
+
+/// Writes a regular file (`dst` is known not to exist) in writes of up to 1 MiB, then its
+/// owner, mode and mtime. The page cache keeps the folio size of the write that filled it,
+/// and every fork and exec of a binary maps it folio by folio: tar's own unpack writes
+/// 8 KiB at a time, which left a forking server in the container (busybox httpd, a process
+/// per connection) ~10% slower than the same image unpacked by podman.
+fn write_regular<R: Read>(entry: &mut tar::Entry<'_, R>, dst: &Path, mtime: i64) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(dst)?;
+    let mut buf = vec![0u8; (entry.size() as usize).clamp(1, 1 << 20)];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match entry.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        f.write_all(&buf[..filled])?;
+    }
+    let (uid, gid) = owner(entry);
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    // After the owner: chown clears the setuid and setgid bits.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    let t = TimeSpec::new(mtime.max(1), 0);
+    nix::sys::stat::futimens(f.as_raw_fd(), &t, &t).map_err(io::Error::from)
 }
 
 fn owner<R: Read>(entry: &tar::Entry<'_, R>) -> (u32, u32) {

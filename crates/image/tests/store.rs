@@ -285,3 +285,44 @@ fn tag_remove_prune_gc() {
     assert_eq!(s.list().unwrap().len(), 1);
     assert!(s.layers(&a).unwrap()[0].join("bin/busybox").is_file());
 }
+
+#[test]
+fn unpacked_files_keep_content_mode_and_mtime() {
+    let (_d, s) = store();
+    // Over 1 MiB (written in several writes), a setuid one, and a name given twice.
+    let big: Vec<u8> = (0..(2 << 20) + 4321).map(|i| (i * 7 % 251) as u8).collect();
+    let mut b = tar::Builder::new(Vec::new());
+    raw_entry(&mut b, "big", tar::EntryType::Regular, None, &big, 0o640);
+    raw_entry(&mut b, "su", tar::EntryType::Regular, None, b"x", 0o4755);
+    raw_entry(
+        &mut b,
+        "twice",
+        tar::EntryType::Regular,
+        None,
+        b"first",
+        0o644,
+    );
+    raw_entry(
+        &mut b,
+        "twice",
+        tar::EntryType::Regular,
+        None,
+        b"2nd",
+        0o600,
+    );
+    raw_entry(&mut b, "empty", tar::EntryType::Regular, None, b"", 0o644);
+    let tar = b.into_inner().unwrap();
+    let img = s.import(&mut &tar[..], ImportOptions::default()).unwrap();
+    let dir = &s.layers(&img).unwrap()[0];
+    assert_eq!(std::fs::read(dir.join("big")).unwrap(), big);
+    let mode = |n: &str| std::fs::metadata(dir.join(n)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("big"), 0o640);
+    assert_eq!(mode("su"), 0o4755, "setuid survives the chown");
+    assert_eq!(std::fs::read(dir.join("twice")).unwrap(), b"2nd");
+    assert_eq!(mode("twice"), 0o600);
+    assert_eq!(std::fs::read(dir.join("empty")).unwrap(), b"");
+    assert_eq!(
+        std::fs::metadata(dir.join("big")).unwrap().mtime(),
+        1_700_000_000
+    );
+}
