@@ -92,9 +92,9 @@ pub struct ContainerOpts {
     /// Mount volumes from the specified container(s)
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,
-    /// Connect a container to a network
+    /// Connect a container to a network (repeat for more; the first is its mode)
     #[arg(long, visible_alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     pub network_alias: Vec<String>,
@@ -269,7 +269,7 @@ impl ContainerOpts {
                     .map(|m| crate::mount_opts::parse_mount(m))
                     .collect::<Result<Vec<_>>>()?,
             ),
-            network_mode: self.network.clone(),
+            network_mode: self.network.first().cloned(),
             userns_mode: self.userns.clone(),
             pid_mode: self.pid.clone(),
             ipc_mode: self.ipc.clone(),
@@ -313,7 +313,7 @@ impl ContainerOpts {
             healthcheck,
             exposed_ports: non_empty(exposed),
             volumes: non_empty(anonymous),
-            networking_config: self.networking_config(),
+            networking_config: self.networking_config()?,
             tty: Some(self.tty),
             open_stdin: Some(interactive),
             stdin_once: Some(interactive && attached),
@@ -325,24 +325,40 @@ impl ContainerOpts {
         })
     }
 
-    /// `--network-alias` and `--ip` go with the container's network, as the docker CLI
-    /// sends them.
-    fn networking_config(&self) -> Option<NetworkingConfig> {
-        if self.network_alias.is_empty() && self.ip.is_none() {
-            return None;
+    /// Every `--network` gets an endpoint; `--network-alias` and `--ip` go with the
+    /// container's only network, as the docker CLI sends them.
+    fn networking_config(&self) -> Result<Option<NetworkingConfig>> {
+        let legacy = !self.network_alias.is_empty() || self.ip.is_some();
+        if self.network.len() > 1 && legacy {
+            bail!("conflicting options: --network-alias and --ip need a single --network");
         }
-        let net = self.network.clone().unwrap_or_else(|| "default".into());
-        let settings = EndpointSettings {
-            aliases: non_empty(self.network_alias.clone()),
-            ipam_config: self.ip.clone().map(|ip| EndpointIpamConfig {
-                ipv4_address: Some(ip),
+        if self.network.len() < 2 && !legacy {
+            return Ok(None);
+        }
+        let mut endpoints: HashMap<String, EndpointSettings> = self
+            .network
+            .iter()
+            .map(|n| (n.clone(), EndpointSettings::default()))
+            .collect();
+        if legacy {
+            let net = self
+                .network
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            let settings = EndpointSettings {
+                aliases: non_empty(self.network_alias.clone()),
+                ipam_config: self.ip.clone().map(|ip| EndpointIpamConfig {
+                    ipv4_address: Some(ip),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        };
-        Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(net, settings)])),
-        })
+            };
+            endpoints.insert(net, settings);
+        }
+        Ok(Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }))
     }
 
     fn healthcheck(&self) -> Result<Option<HealthConfig>> {

@@ -331,7 +331,7 @@ mod tests {
         let Command::Create(c) = parse(&["create", "--net", "none", "busybox"]) else {
             panic!()
         };
-        assert_eq!(c.opts.network.as_deref(), Some("none"));
+        assert_eq!(c.opts.network, ["none"]);
         assert!(c.command().is_empty());
     }
 

@@ -131,6 +131,18 @@ fn network_volume_and_port_verbs() {
         "{}",
         stderr(&out)
     );
+    // --network twice: an interface on each network.
+    let addrs = ok(&[
+        "run", "--rm", "--net", "appnet", "--net", "bridge", "busybox", "ip", "-o", "-4", "addr",
+    ]);
+    assert!(
+        addrs.contains(&format!("inet 10.{}.77.", d.net_octet)),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains(&format!("inet 10.{}.0.", d.net_octet)),
+        "{addrs}"
+    );
     ok(&["rm", "-f", "a1"]);
     assert_eq!(ok(&["network", "rm", "appnet"]).trim(), "appnet");
     assert_eq!(ok(&["volume", "rm", "appdata"]).trim(), "appdata");

@@ -221,6 +221,27 @@ fn published_ports_answer_on_loopback_and_the_host_address() {
             .trim(),
         "created"
     );
+    // Containers reach it through a host address too (the bridge's gateway is one): a
+    // sibling on the bridge, the container itself, and one on another network.
+    let url = format!("http://10.{}.0.1:{port}/", d.net_octet);
+    let page = "hello from cloudlet\n";
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "wget", "-qO-", &url]),
+        page
+    );
+    assert_eq!(d.ok(&["exec", "web", "wget", "-qO-", &url]), page);
+    d.ok(&["network", "create", "far"]);
+    let far = [
+        "run",
+        "--rm",
+        "--network",
+        "far",
+        "busybox",
+        "wget",
+        "-qO-",
+        &url,
+    ];
+    assert_eq!(d.ok(&far), page);
     // The port goes with the container.
     d.ok(&["rm", "-f", "web"]);
     let table = stdout(

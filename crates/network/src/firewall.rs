@@ -144,15 +144,32 @@ impl Firewall {
         // Published ports reached at 127.0.0.1 leave through the bridge with a loopback
         // source: give them the bridge's address so the container can answer.
         s.push_str("    ip saddr 127.0.0.0/8 oifname @bridges masquerade\n");
+
         for b in bridges.iter().filter(|b| !b.internal) {
             let _ = writeln!(
                 s,
                 "    ip saddr {} oifname != \"{}\" masquerade",
                 b.subnet, b.bridge
             );
+            // A container reaching a published port through a host address (hairpin) on
+            // its own bridge: the answer must come back through the host to be un-NATed,
+            // not straight to the client, so the client's address becomes the gateway's.
+            // (The input interface is unknown here when br_netfilter is loaded.)
+            let _ = writeln!(
+                s,
+                "    ip saddr {} oifname \"{}\" ct status dnat masquerade",
+                b.subnet, b.bridge
+            );
         }
         s.push_str("  }\n");
         s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
+        for b in bridges.iter().filter(|b| b.internal) {
+            let _ = writeln!(s, "    iifname \"{0}\" oifname != \"{0}\" drop", b.bridge);
+            let _ = writeln!(s, "    oifname \"{0}\" iifname != \"{0}\" drop", b.bridge);
+        }
+        // Published ports answer whoever reaches the host, containers on other networks
+        // included; only the ports our DNAT made.
+        s.push_str("    ct status dnat accept\n");
         for b in bridges {
             // Networks do not reach each other; a container on two networks reaches both
             // through its own interfaces, which needs no forwarding.
@@ -161,10 +178,6 @@ impl Firewall {
                 "    iifname \"{0}\" oifname @bridges oifname != \"{0}\" drop",
                 b.bridge
             );
-            if b.internal {
-                let _ = writeln!(s, "    iifname \"{0}\" oifname != \"{0}\" drop", b.bridge);
-                let _ = writeln!(s, "    oifname \"{0}\" iifname != \"{0}\" drop", b.bridge);
-            }
         }
         s.push_str("  }\n}\n");
         s

@@ -114,7 +114,12 @@ pub async fn add_veth(h: &Handle, v: &Veth<'_>, netns: &Path) -> Result<()> {
         .add(msg)
         .execute()
         .await
-        .map_err(|e| Error::netlink(format!("add veth {}", v.host_name), e))
+        .map_err(|e| Error::netlink(format!("add veth {}", v.host_name), e))?;
+    // Hairpin: a container reaching its own published port through a host address. Where
+    // br_netfilter is loaded, that DNAT happens in the bridge, which then sends the frame
+    // back out of the port it came in by, which a bridge port refuses unless hairpin is on.
+    let sysfs = format!("/sys/class/net/{}/brport/hairpin_mode", v.host_name);
+    std::fs::write(&sysfs, "1").map_err(|e| Error::io(format!("write {sysfs}"), e))
 }
 
 /// What a container's end of a veth pair gets inside its namespace.
