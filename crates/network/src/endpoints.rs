@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
 use crate::firewall::Publish;
-use crate::link::{self, Inside, Veth};
+use crate::link::{self, Inside};
 use crate::model::{
     new_id, ContainerRef, Driver, Endpoint, EndpointRequest, PortMapping, PortRequest,
 };
@@ -220,23 +220,13 @@ impl Networks {
     }
 
     async fn add_link(&self, ep: &Endpoint, netns: &Path) -> Result<()> {
-        let bridge = self
+        let net = self
             .state()
             .networks
             .get(&ep.network_id)
-            .map(|n| (n.bridge.clone(), n.mtu))
+            .cloned()
             .ok_or_else(|| Error::NotFound(ep.network_id.clone()))?;
-        let index = link::index_of(&self.netlink, &bridge.0)
-            .await?
-            .ok_or_else(|| Error::Nft(format!("bridge {} is missing", bridge.0)))?;
-        let veth = Veth {
-            host_name: &ep.host_veth,
-            bridge_index: index,
-            peer_name: &ep.ifname,
-            mtu: bridge.1,
-            mac: parse_mac(&ep.mac),
-        };
-        link::add_veth(&self.netlink, &veth, netns).await
+        self.driver(&net)?.add_endpoint(&net, ep, netns).await
     }
 
     /// Connects a container to one more network; a running one (with `netns`) at once.
@@ -370,7 +360,7 @@ impl Networks {
 
     async fn delete_links(&self, eps: &[Endpoint]) {
         for ep in eps {
-            if let Err(e) = link::delete(&self.netlink, &ep.host_veth).await {
+            if let Err(e) = self.endpoint_driver(ep).remove_endpoint(ep).await {
                 tracing::warn!("{e}");
             }
         }
@@ -493,12 +483,4 @@ fn format_mac(m: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (o, part) in out.iter_mut().zip(s.split(':')) {
-        *o = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    out
 }

@@ -4,11 +4,13 @@
 //! resolver for container names.
 //!
 //! The seams for the cluster to come: [`ipam::AddressPool`] hands out subnets from ranges
-//! (a node will be given its own), and everything a driver does to the kernel is in `link`
-//! (netlink) and `firewall` (nftables), so an overlay driver can sit beside the bridge.
+//! (a node will be given its own), and [`NetworkDriver`] is all that makes a network real
+//! on the host (the bridge's links in `link`, over netlink), so an overlay driver can sit
+//! beside [`BridgeDriver`]; NAT and published ports are in `firewall` (nftables).
 #![allow(clippy::result_large_err)]
 
 mod dns;
+mod driver;
 mod endpoints;
 mod error;
 mod firewall;
@@ -22,6 +24,7 @@ pub mod ports;
 mod store;
 
 pub use dns::{nameservers, RESOLVER};
+pub use driver::{BridgeDriver, NetworkDriver};
 pub use endpoints::netns_of;
 pub use error::{Error, Result};
 pub use model::{

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::Ipv4Net;
 
+use crate::driver::{BridgeDriver, NetworkDriver};
 use crate::error::{Error, Result};
 use crate::firewall::{BridgeRules, Firewall, Publish};
 use crate::ipam::{self, AddressPool, Addresses};
@@ -75,8 +76,9 @@ pub(crate) struct Live {
 pub struct Networks {
     pub(crate) opts: Options,
     pub(crate) store: Store,
-    pub(crate) netlink: rtnetlink::Handle,
     pub(crate) firewall: Firewall,
+    /// The driver of bridge networks (the only kind that makes anything on the host).
+    pub(crate) bridge: Box<dyn NetworkDriver>,
     pub(crate) state: Mutex<State>,
     pub(crate) live: Mutex<HashMap<String, Live>>,
     /// Serializes changes to bridges and the firewall table.
@@ -130,10 +132,9 @@ impl Networks {
             store.save_network(&n)?;
             networks.insert(n.id.clone(), n);
         }
+        let bridge: Box<dyn NetworkDriver> = Box::new(BridgeDriver::new(netlink));
         for n in networks.values().filter(|n| n.driver == Driver::Bridge) {
-            let (subnet, gw) = (n.subnet.expect("bridge"), n.gateway.expect("bridge"));
-            let cidr = Ipv4Net::new(gw, subnet.prefix_len()).expect("prefix from a net");
-            link::ensure_bridge(&netlink, &n.bridge, cidr, n.mtu).await?;
+            bridge.ensure(n).await?;
         }
         crate::firewall::enable_forwarding()?;
         let host_resolvers = std::fs::read_to_string("/etc/resolv.conf")
@@ -147,7 +148,7 @@ impl Networks {
         Ok(Arc::new(Networks {
             opts,
             store,
-            netlink,
+            bridge,
             firewall,
             state: Mutex::new(State {
                 networks,
@@ -239,8 +240,7 @@ impl Networks {
         n.subnet = Some(subnet);
         n.gateway = Some(gateway);
         n.ip_range = range;
-        let cidr = Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a net");
-        link::ensure_bridge(&self.netlink, &n.bridge, cidr, n.mtu).await?;
+        self.driver(&n)?.ensure(&n).await?;
         let mut saved = self.store.save_network(&n);
         if saved.is_ok() {
             self.state().networks.insert(n.id.clone(), n.clone());
@@ -249,7 +249,7 @@ impl Networks {
         if let Err(e) = saved {
             self.state().networks.remove(&n.id);
             let _ = self.store.delete_network(&n.id);
-            let _ = link::delete(&self.netlink, &n.bridge).await;
+            let _ = self.bridge.remove(&n).await;
             let _ = self.sync_firewall().await;
             return Err(e);
         }
@@ -358,7 +358,9 @@ impl Networks {
             st.networks.remove(&n.id);
             st.addresses.remove(&n.id);
         }
-        link::delete(&self.netlink, &n.bridge).await?;
+        if let Ok(driver) = self.driver(&n) {
+            driver.remove(&n).await?;
+        }
         self.sync_firewall().await
     }
 
@@ -408,16 +410,30 @@ impl Networks {
     /// Removes what this daemon made on the host: its bridges and firewall table (for a
     /// daemon that goes away for good, such as a test's).
     pub async fn remove_host_state(&self) -> Result<()> {
-        let bridges: Vec<String> = self
-            .list()
-            .into_iter()
-            .filter(|n| n.driver == Driver::Bridge)
-            .map(|n| n.bridge)
-            .collect();
-        for b in bridges {
-            link::delete(&self.netlink, &b).await?;
+        for n in self.list() {
+            if let Ok(driver) = self.driver(&n) {
+                driver.remove(&n).await?;
+            }
         }
         self.firewall.remove().await
+    }
+
+    /// What makes network `n` real on the host; `host` and `none` have nothing to make.
+    pub(crate) fn driver(&self, n: &Network) -> Result<&dyn NetworkDriver> {
+        match n.driver {
+            Driver::Bridge => Ok(self.bridge.as_ref()),
+            Driver::Host | Driver::Null => Err(Error::InvalidArgument(format!(
+                "network {} has no links of its own",
+                n.name
+            ))),
+        }
+    }
+
+    /// The driver of an endpoint's network (the bridge's if the network is gone).
+    pub(crate) fn endpoint_driver(&self, ep: &Endpoint) -> &dyn NetworkDriver {
+        let net = self.state().networks.get(&ep.network_id).cloned();
+        net.and_then(|n| self.driver(&n).ok())
+            .unwrap_or(self.bridge.as_ref())
     }
 }
 
