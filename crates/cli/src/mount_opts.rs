@@ -1,7 +1,10 @@
 //! `--mount`: docker's csv form of a mount, as the create body's `HostConfig.Mounts`.
 
 use anyhow::{bail, Context, Result};
-use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
+use bollard::models::{
+    Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
+    MountVolumeOptions,
+};
 
 use crate::units::parse_ram;
 
@@ -36,7 +39,16 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
                         .with_context(|| format!("invalid tmpfs-mode {v:?}"))?,
                 )
             }
-            "bind-propagation" | "consistency" => {}
+            "bind-propagation" => {
+                let p: MountBindOptionsPropagationEnum =
+                    serde_json::from_value(serde_json::json!(v))
+                        .with_context(|| format!("invalid bind-propagation {v:?}"))?;
+                m.bind_options
+                    .get_or_insert_with(MountBindOptions::default)
+                    .propagation = Some(p)
+            }
+            // Docker Desktop's file sharing hint: nothing to do on Linux.
+            "consistency" => {}
             other => bail!("invalid field '{other}' must be a key=value pair"),
         }
     }
@@ -71,5 +83,11 @@ mod tests {
         assert!(parse_mount("type=volume,source=x").is_err());
         assert!(parse_mount("type=nfs,target=/x").is_err());
         assert!(parse_mount("target=/x,bogus=1").is_err());
+        let b = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=rslave").unwrap();
+        assert_eq!(
+            b.bind_options.unwrap().propagation,
+            Some(MountBindOptionsPropagationEnum::RSLAVE)
+        );
+        assert!(parse_mount("type=bind,src=/a,dst=/b,bind-propagation=sideways").is_err());
     }
 }

@@ -317,3 +317,56 @@ fn bad_volume_input_is_refused() {
         "nothing was made"
     );
 }
+
+/// `-v src:dst:rslave` and `--mount …,bind-propagation=rshared`: a mount made on the host
+/// under the source after the container started shows up inside; the default (rprivate)
+/// keeps it out.
+#[test]
+fn bind_propagation_lets_host_mounts_in() {
+    require_machine!();
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cmd}");
+    };
+    let s = src.display().to_string();
+    // The source must be in a shared peer group for anything to propagate (this host's
+    // root may be private).
+    sh(&format!("mount --bind {s} {s} && mount --make-shared {s}"));
+    let slave = format!("{s}:/mnt:rslave");
+    d.ok(&[
+        "run", "-d", "--name", "slave", "-v", &slave, "busybox", "sleep", "300",
+    ]);
+    let shared = format!("type=bind,source={s},target=/mnt,bind-propagation=rshared");
+    d.ok(&[
+        "run", "-d", "--name", "shared", "--mount", &shared, "busybox", "sleep", "300",
+    ]);
+    let private = format!("{s}:/mnt");
+    d.ok(&[
+        "run", "-d", "--name", "private", "-v", &private, "busybox", "sleep", "300",
+    ]);
+    sh(&format!(
+        "mkdir -p {s}/sub && mount -t tmpfs tmpfs {s}/sub && echo in > {s}/sub/f"
+    ));
+    for c in ["slave", "shared"] {
+        assert_eq!(d.ok(&["exec", c, "cat", "/mnt/sub/f"]), "in\n", "{c}");
+    }
+    let out = d.docker(&["exec", "private", "cat", "/mnt/sub/f"]);
+    assert!(
+        !out.status.success(),
+        "an rprivate bind saw the host's new mount"
+    );
+    let prop = |c: &str| d.ok(&["inspect", "-f", "{{(index .Mounts 0).Propagation}}", c]);
+    assert_eq!(prop("slave").trim(), "rslave");
+    assert_eq!(prop("shared").trim(), "rshared");
+    assert_eq!(prop("private").trim(), "rprivate");
+    d.ok(&["rm", "-f", "slave", "shared", "private"]);
+    sh(&format!("umount {s}/sub; umount -l {s}"));
+}

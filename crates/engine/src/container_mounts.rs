@@ -40,6 +40,9 @@ pub struct MountSpec {
     /// What is bound into the container: the bind's source, or the volume's directory.
     #[serde(default)]
     pub path: PathBuf,
+    /// Bind propagation (`rprivate` when empty), as `-v …:rshared` or `bind-propagation=`.
+    #[serde(default)]
+    pub propagation: String,
 }
 
 impl From<volume::Error> for ApiError {
@@ -85,15 +88,25 @@ pub fn parse_bind(spec: &str) -> ApiResult<MountSpec> {
         tmpfs_options: String::new(),
         anonymous: false,
         path: PathBuf::from(source),
+        propagation: String::new(),
     };
     for opt in mode.split(',').filter(|m| !m.is_empty()) {
         match opt {
             "ro" => m.read_only = true,
             "nocopy" => m.no_copy = true,
-            "rw" | "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave"
-            | "slave" | "copy" => {}
+            "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" => {
+                m.propagation = opt.to_string()
+            }
+            // SELinux relabelling (z, Z) has nothing to do on a host without SELinux.
+            "rw" | "z" | "Z" | "copy" => {}
             _ => return Err(ApiError::bad_request(format!("invalid mode: {opt}"))),
         }
+    }
+    if m.kind == Kind::Volume && !m.propagation.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "invalid mode: {}: propagation applies to bind mounts only",
+            m.propagation
+        )));
     }
     Ok(m)
 }
@@ -133,6 +146,12 @@ pub(crate) fn resolve(
                 }
                 MountSpec {
                     kind: Kind::Bind,
+                    propagation: m
+                        .bind_options
+                        .as_ref()
+                        .and_then(|o| o.propagation)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
                     ..blank(source, target)
                 }
             }
@@ -251,6 +270,7 @@ fn blank(source: String, destination: String) -> MountSpec {
         no_copy: false,
         tmpfs_options: String::new(),
         anonymous: false,
+        propagation: String::new(),
     }
 }
 
@@ -277,6 +297,7 @@ pub(crate) fn for_spec(c: &Container) -> (Vec<runtime::spec::Bind>, Vec<(String,
                 source: m.path,
                 destination: m.destination,
                 read_only: m.read_only,
+                propagation: m.propagation,
             }),
             Kind::Tmpfs => tmpfs.push((m.destination, m.tmpfs_options)),
         }
@@ -364,10 +385,10 @@ pub(crate) fn points(c: &Container) -> Vec<MountPoint> {
                     String::new()
                 }),
                 rw: Some(!m.read_only),
-                propagation: Some(if m.kind == Kind::Bind {
-                    "rprivate".into()
-                } else {
-                    String::new()
+                propagation: Some(match (m.kind, m.propagation.as_str()) {
+                    (Kind::Bind, "") => "rprivate".into(),
+                    (Kind::Bind, p) => p.to_string(),
+                    _ => String::new(),
                 }),
             }
         })

@@ -71,6 +71,7 @@ fn spec_options(c: &Container, paths: &Paths, join: Option<&PathBuf>) -> ApiResu
         source: paths.dir.join(file),
         destination: (*dest).into(),
         read_only: false,
+        propagation: String::new(),
     }));
     let mut no_new_privileges = false;
     let mut seccomp_unconfined = false;

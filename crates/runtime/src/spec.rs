@@ -38,6 +38,9 @@ pub struct Bind {
     pub source: PathBuf,
     pub destination: String,
     pub read_only: bool,
+    /// Mount propagation: `rprivate` (when empty), `private`, `rshared`, `shared`, `rslave`
+    /// or `slave`.
+    pub propagation: String,
 }
 
 /// The container's network namespace.
@@ -344,7 +347,17 @@ fn mounts(opts: &SpecOptions) -> Result<Vec<Value>, Error> {
                 b.destination
             )));
         }
-        let mut o = vec!["rbind", "rprivate"];
+        let propagation = match b.propagation.as_str() {
+            "" => "rprivate",
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave") => p,
+            p => {
+                return Err(Error::InvalidArgument(format!(
+                    "bind {}: invalid propagation {p:?}",
+                    b.destination
+                )))
+            }
+        };
+        let mut o = vec!["rbind", propagation];
         if b.read_only {
             o.push("ro");
         }
@@ -492,6 +505,17 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, Error> {
             linux["seccomp"] = seccomp::default_profile(&caps);
         }
     }
+    // A shared bind needs a shared root (as docker sets it); the root is a recursive slave
+    // by default, which slave binds need. The spec's values have no "r": libcontainer
+    // applies them recursively.
+    let shared = ["shared", "rshared"];
+    if opts
+        .binds
+        .iter()
+        .any(|b| shared.contains(&b.propagation.as_str()))
+    {
+        linux["rootfsPropagation"] = json!("shared");
+    }
     if opts.userns {
         linux["namespaces"]
             .as_array_mut()
@@ -535,7 +559,68 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, Error> {
     if !opts.hostname.is_empty() {
         doc["hostname"] = json!(opts.hostname);
     }
+    if let Some(hooks) = propagation_hooks(opts) {
+        doc["hooks"] = hooks;
+    }
     serde_json::from_value(doc).map_err(|e| Error::InvalidArgument(format!("runtime spec: {e}")))
+}
+
+/// Bind propagation, from a `createContainer` hook (in the container's mount namespace,
+/// before pivot_root): libcontainer makes binds with open_tree/move_mount and drops the
+/// propagation options, so a bind of a source in a shared peer group would come out a
+/// slave of it. Only where that differs from what was asked (the default is docker's
+/// rprivate): a hook is a process. `mount` is util-linux's, which every Debian has.
+fn propagation_hooks(opts: &SpecOptions) -> Option<Value> {
+    let mount = ["/usr/bin/mount", "/bin/mount"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let mut mounts = None;
+    let hooks: Vec<Value> = opts
+        .binds
+        .iter()
+        .filter_map(|b| {
+            let wanted = match b.propagation.as_str() {
+                "" | "rprivate" | "private" => {
+                    let mounts = mounts.get_or_insert_with(mount_points);
+                    if !on_shared_mount(&b.source, mounts) {
+                        return None;
+                    }
+                    if b.propagation.is_empty() {
+                        "rprivate"
+                    } else {
+                        b.propagation.as_str()
+                    }
+                }
+                p => p,
+            };
+            let at = opts.rootfs.join(b.destination.trim_start_matches('/'));
+            Some(json!({"path": mount, "args": ["mount", format!("--make-{wanted}"), at]}))
+        })
+        .collect();
+    (!hooks.is_empty()).then(|| json!({ "createContainer": hooks }))
+}
+
+/// The mount points of this namespace, and whether each is in a shared peer group.
+fn mount_points() -> Vec<(PathBuf, bool)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let point = PathBuf::from(f.get(4)?.replace("\\040", " "));
+            let mut optional = f.get(6..)?.iter().take_while(|x| **x != "-");
+            Some((point, optional.any(|o| o.starts_with("shared:"))))
+        })
+        .collect()
+}
+
+/// Whether `path` is on a shared mount: the closest mount point above it is shared.
+fn on_shared_mount(path: &Path, mounts: &[(PathBuf, bool)]) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .iter()
+        .filter(|(m, _)| path.starts_with(m))
+        .max_by_key(|(m, _)| m.components().count())
+        .is_some_and(|(_, shared)| *shared)
 }
 
 /// Writes `dir/config.json` atomically (see [`write_atomic`]).
@@ -605,6 +690,35 @@ mod tests {
             .iter()
             .any(|p| p == "/proc/kcore"));
         assert_eq!(linux.namespaces().as_ref().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn bind_propagation_comes_from_a_hook() {
+        let mut o = opts();
+        let bind = |propagation: &str| Bind {
+            source: "/nonexistent-src".into(),
+            destination: "/mnt".into(),
+            read_only: false,
+            propagation: propagation.into(),
+        };
+        o.binds = vec![bind("rshared"), bind("")];
+        let s = build(&o).unwrap();
+        let hooks = s
+            .hooks()
+            .as_ref()
+            .unwrap()
+            .create_container()
+            .clone()
+            .unwrap();
+        // The default bind needs one only where its source is on a shared mount.
+        let shared = on_shared_mount(Path::new("/nonexistent-src"), &mount_points());
+        assert_eq!(hooks.len(), 1 + shared as usize);
+        let args = hooks[0].args().clone().unwrap();
+        assert_eq!(args, ["mount", "--make-rshared", "/nonexistent/mnt"]);
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(linux.rootfs_propagation().as_deref(), Some("shared"));
+        o.binds = vec![bind("sideways")];
+        assert!(build(&o).is_err());
     }
 
     #[test]

@@ -65,6 +65,7 @@ async fn sandbox_options() {
         source: host_dir.clone(),
         destination: "/data".into(),
         read_only: true,
+        propagation: String::new(),
     }];
     opts.tmpfs = vec![("/scratch".into(), "size=1m,mode=1777".into())];
     opts.cap_drop = vec!["ALL".into()];
