@@ -1,6 +1,11 @@
 //! Acceptance with the real kubectl: a server on 127.0.0.1 (an ephemeral port) with a PKI
 //! and a SQLite store in a temp dir, and kubectl pointed at the admin kubeconfig the server
-//! writes. kubectl is required: these tests fail, saying so, when it is missing.
+//! writes. kubectl is required: these tests fail, saying so, when it is missing. With
+//! `CLOUDLET_TEST_DATASTORE=etcd` the same suite runs on a real etcd (Debian's etcd-server)
+//! instead; `make test` runs it both ways.
+
+#[path = "../../store/tests/common/etcd_server.rs"]
+mod etcd_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -14,6 +19,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 struct Cluster {
+    /// The etcd the store is on, when the suite runs on etcd (killed on drop).
+    _etcd: Option<etcd_server::EtcdServer>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     url: String,
@@ -39,6 +46,23 @@ fn kubectl_path() -> Result<PathBuf> {
     }
 }
 
+/// The store a test cluster runs on: SQLite in `dir`, or a fresh etcd when
+/// `CLOUDLET_TEST_DATASTORE=etcd`.
+async fn test_store(
+    dir: &Path,
+) -> Result<(Arc<dyn store::Store>, Option<etcd_server::EtcdServer>)> {
+    match std::env::var("CLOUDLET_TEST_DATASTORE").as_deref() {
+        Ok("etcd") => {
+            let etcd = etcd_server::EtcdServer::start(&[]);
+            let endpoint = etcd.endpoint.trim_start_matches("http://").to_string();
+            let store = store::EtcdStore::connect(&[endpoint], None).await?;
+            Ok((store, Some(etcd)))
+        }
+        Ok("sqlite") | Err(_) => Ok((store::SqliteStore::open(dir.join("state.db"))?, None)),
+        Ok(other) => bail!("CLOUDLET_TEST_DATASTORE={other}: want sqlite or etcd"),
+    }
+}
+
 impl Cluster {
     async fn start() -> Result<Cluster> {
         Self::start_with(false).await
@@ -49,7 +73,7 @@ impl Cluster {
         kubectl_path()?;
         let dir = tempfile::tempdir()?;
         let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-        let store = store::SqliteStore::open(dir.path().join("state.db"))?;
+        let (store, etcd) = test_store(dir.path()).await?;
         let kubeconfig = dir.path().join("kubeconfig");
         let mut config = Config::new(store.clone(), pki.clone());
         if rbac {
@@ -76,6 +100,7 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Cluster {
+            _etcd: etcd,
             dir,
             kubeconfig,
             url,
