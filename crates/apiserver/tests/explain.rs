@@ -1,125 +1,14 @@
 //! `kubectl explain` (which reads /openapi/v3) and /openapi/v2, with the real kubectl
-//! against a server on 127.0.0.1 (an ephemeral port) with a PKI and a SQLite store in a
-//! temp dir. kubectl is required: these tests fail, saying so, when it is missing.
+//! against the shared test cluster (`common::Cluster`). kubectl is required: these tests
+//! fail, saying so, when it is missing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use apiserver::{ApiServer, Config};
+use anyhow::{bail, Result};
+use common::Cluster;
 use serde_json::Value;
-use tokio::process::Command;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    url: String,
-    pki: Arc<pki::Pki>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Cluster {
-    async fn start() -> Result<Cluster> {
-        let on_path = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
-        if !on_path {
-            bail!("kubectl is not installed (or not on PATH): these acceptance tests need the real kubectl 1.32");
-        }
-        let dir = tempfile::tempdir()?;
-        let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-        let store = store::SqliteStore::open(dir.path().join("state.db"))?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut config = Config::new(store, pki.clone());
-        config.bind = "127.0.0.1:0".parse()?;
-        config.kubeconfig = Some(kubeconfig.clone());
-        let server = ApiServer::new(config).await?;
-        let listener = server.bind().await?;
-        let url = apiserver::server_url(listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.serve(listener).await {
-                eprintln!("server: {e}");
-            }
-        });
-        // The kubeconfig is written as serving starts.
-        for _ in 0..250 {
-            if kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Cluster {
-            dir,
-            kubeconfig,
-            url,
-            pki,
-            server: task,
-        })
-    }
-
-    /// Runs kubectl as admin; fails unless it succeeds; returns stdout.
-    async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new("kubectl");
-        // Own HOME: kubectl caches discovery and OpenAPI under ~/.kube.
-        cmd.env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .with_context(|| format!("kubectl {args:?} timed out"))??;
-        ensure!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// A GET over HTTPS as admin with the given Accept header: status and body.
-    async fn get(&self, path: &str, accept: &str) -> Result<(u16, Vec<u8>)> {
-        let cert = self.pki.client_cert("explain-test", &["system:masters"])?;
-        let mut tls = self.pki.rustls_client_config(Some(&cert))?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let authority = self.url.trim_start_matches("https://").to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority).await?;
-        let name = rustls::pki_types::ServerName::try_from("localhost")?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-            .connect(name, tcp)
-            .await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header("host", authority)
-            .header("accept", accept)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-        let resp = sender.send_request(req).await?;
-        let code = resp.status().as_u16();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await?
-            .to_bytes();
-        Ok((code, body.to_vec()))
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text)?;
-        Ok(path)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_built_in_kinds() -> Result<()> {
@@ -272,13 +161,13 @@ async fn openapi_v2_is_served_as_json_only() -> Result<()> {
 
     // client-go asks for protobuf only; it must hear that it will not get it.
     let (code, _) = c
-        .get(
+        .admin_get(
             "/openapi/v2",
             "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
         )
         .await?;
     assert_eq!(code, 406);
-    let (code, body) = c.get("/openapi/v2", "application/json").await?;
+    let (code, body) = c.admin_get("/openapi/v2", "application/json").await?;
     assert_eq!(code, 200);
     assert_eq!(serde_json::from_slice::<Value>(&body)?["swagger"], "2.0");
     Ok(())

@@ -1,201 +1,18 @@
 //! Acceptance with the real kubectl: a server on 127.0.0.1 (an ephemeral port) with a PKI
 //! and a SQLite store in a temp dir, and kubectl pointed at the admin kubeconfig the server
-//! writes. kubectl is required: these tests fail, saying so, when it is missing. With
-//! `CLOUDLET_TEST_DATASTORE=etcd` the same suite runs on a real etcd (Debian's etcd-server)
-//! instead; `make test` runs it both ways.
+//! writes (see `common`). kubectl is required: these tests fail, saying so, when it is
+//! missing. With `CLOUDLET_TEST_DATASTORE=etcd` the same suite runs on a real etcd
+//! (Debian's etcd-server) instead; `make test` runs it both ways.
 
-#[path = "../../store/tests/common/etcd_server.rs"]
-mod etcd_server;
+mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use apiserver::{ApiServer, Config};
+use anyhow::{bail, Context, Result};
+use common::{Cluster, Options};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-struct Cluster {
-    /// The etcd the store is on, when the suite runs on etcd (killed on drop).
-    _etcd: Option<etcd_server::EtcdServer>,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    url: String,
-    pki: Arc<pki::Pki>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-fn kubectl_path() -> Result<PathBuf> {
-    let found = std::env::var_os("PATH").map(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|k| k.is_file())
-    });
-    match found.flatten() {
-        Some(k) => Ok(k),
-        None => bail!("kubectl is not installed (or not on PATH): these acceptance tests need the real kubectl 1.32"),
-    }
-}
-
-/// The store a test cluster runs on: SQLite in `dir`, or a fresh etcd when
-/// `CLOUDLET_TEST_DATASTORE=etcd`.
-async fn test_store(
-    dir: &Path,
-) -> Result<(Arc<dyn store::Store>, Option<etcd_server::EtcdServer>)> {
-    match std::env::var("CLOUDLET_TEST_DATASTORE").as_deref() {
-        Ok("etcd") => {
-            let etcd = etcd_server::EtcdServer::start(&[]);
-            let endpoint = etcd.endpoint.trim_start_matches("http://").to_string();
-            let store = store::EtcdStore::connect(&[endpoint], None).await?;
-            Ok((store, Some(etcd)))
-        }
-        Ok("sqlite") | Err(_) => Ok((store::SqliteStore::open(dir.join("state.db"))?, None)),
-        Ok(other) => bail!("CLOUDLET_TEST_DATASTORE={other}: want sqlite or etcd"),
-    }
-}
-
-impl Cluster {
-    async fn start() -> Result<Cluster> {
-        Self::start_with(false).await
-    }
-
-    /// A cluster authorizing with RBAC (`rbac`) or the default AllowMasters.
-    async fn start_with(rbac: bool) -> Result<Cluster> {
-        kubectl_path()?;
-        let dir = tempfile::tempdir()?;
-        let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-        let (store, etcd) = test_store(dir.path()).await?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut config = Config::new(store.clone(), pki.clone());
-        if rbac {
-            config.authorizer = Arc::new(apiserver::Rbac::new(store));
-        }
-        config.bind = "127.0.0.1:0".parse()?;
-        config.kubeconfig = Some(kubeconfig.clone());
-        let server = ApiServer::new(config).await?;
-        let listener = server.bind().await?;
-        let url = apiserver::server_url(listener.local_addr()?);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let _ = ready_tx.send(());
-            if let Err(e) = server.serve(listener).await {
-                eprintln!("server: {e}");
-            }
-        });
-        ready_rx.await?;
-        // The kubeconfig is written as serving starts.
-        for _ in 0..100 {
-            if kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Cluster {
-            _etcd: etcd,
-            dir,
-            kubeconfig,
-            url,
-            pki,
-            server: task,
-        })
-    }
-
-    fn command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        // Own HOME: kubectl caches discovery under ~/.kube.
-        cmd.env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    async fn run_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<Output> {
-        let out = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.command(kubeconfig, args).output(),
-        )
-        .await
-        .with_context(|| format!("kubectl {args:?} timed out"))??;
-        Ok(out)
-    }
-
-    /// Runs kubectl as admin; fails unless it succeeds; returns stdout.
-    async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = self.run_as(&self.kubeconfig, args).await?;
-        ensure!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// Runs kubectl as admin, expecting it to fail; returns stderr.
-    async fn kubectl_fails(&self, kubeconfig: &Path, args: &[&str]) -> Result<String> {
-        let out = self.run_as(kubeconfig, args).await?;
-        ensure!(
-            !out.status.success(),
-            "kubectl {args:?} unexpectedly succeeded"
-        );
-        Ok(String::from_utf8(out.stderr)?)
-    }
-
-    async fn json(&self, args: &[&str]) -> Result<Value> {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        Ok(serde_json::from_str(&self.kubectl(&args).await?)?)
-    }
-
-    /// A GET over HTTPS without a client certificate, with an optional bearer token.
-    async fn raw_get(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
-        let mut tls = self.pki.rustls_client_config(None)?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let authority = self.url.trim_start_matches("https://").to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority).await?;
-        let name = rustls::pki_types::ServerName::try_from("localhost")?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-            .connect(name, tcp)
-            .await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::get(path).header("host", authority);
-        if let Some(token) = token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        let resp = sender
-            .send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new())?)
-            .await?;
-        let code = resp.status().as_u16();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await?
-            .to_bytes();
-        let value = serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-        Ok((code, value))
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text)?;
-        Ok(path)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_namespaces_and_api_resources() -> Result<()> {
@@ -256,15 +73,13 @@ async fn create_get_patch_and_delete_configmaps() -> Result<()> {
     let list = c.json(&["get", "cm"]).await?;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
-    let err = c
-        .kubectl_fails(&c.kubeconfig, &["create", "configmap", "c1"])
-        .await?;
+    let err = c.kubectl_fails(&["create", "configmap", "c1"]).await?;
     assert!(
         err.contains("AlreadyExists") || err.contains("already exists"),
         "{err}"
     );
     let err = c
-        .kubectl_fails(&c.kubeconfig, &["create", "configmap", "Bad_Name"])
+        .kubectl_fails(&["create", "configmap", "Bad_Name"])
         .await?;
     assert!(err.contains("Invalid") || err.contains("invalid"), "{err}");
 
@@ -298,7 +113,7 @@ async fn create_get_patch_and_delete_configmaps() -> Result<()> {
     assert!(table.contains("c1") && table.contains("DATA"), "{table}");
 
     c.kubectl(&["delete", "cm", "c1"]).await?;
-    let err = c.kubectl_fails(&c.kubeconfig, &["get", "cm", "c1"]).await?;
+    let err = c.kubectl_fails(&["get", "cm", "c1"]).await?;
     assert!(
         err.contains("NotFound") || err.contains("not found"),
         "{err}"
@@ -399,9 +214,7 @@ async fn apply_a_manifest_then_apply_a_change() -> Result<()> {
         )
         .replace("mode: blue", "mode: green");
     let second = c.write("app2.yaml", &changed)?;
-    let diff = c
-        .run_as(&c.kubeconfig, &["diff", "-f", second.to_str().unwrap()])
-        .await?;
+    let diff = c.run(&["diff", "-f", second.to_str().unwrap()]).await?;
     let diff_out = String::from_utf8_lossy(&diff.stdout);
     assert!(
         diff_out.contains("+        image: nginx:1.27"),
@@ -446,9 +259,7 @@ async fn apply_a_manifest_then_apply_a_change() -> Result<()> {
         .kubectl(&["delete", "-f", second.to_str().unwrap(), "--wait=true"])
         .await?;
     assert!(out.contains("namespace \"demo\" deleted"), "{out}");
-    let err = c
-        .kubectl_fails(&c.kubeconfig, &["get", "ns", "demo"])
-        .await?;
+    let err = c.kubectl_fails(&["get", "ns", "demo"]).await?;
     assert!(err.contains("not found"), "{err}");
     Ok(())
 }
@@ -459,7 +270,7 @@ async fn watch_sees_changes_made_by_another_kubectl() -> Result<()> {
     c.kubectl(&["create", "configmap", "watched", "--from-literal=k=1"])
         .await?;
     let mut watch = c
-        .command(
+        .command_as(
             &c.kubeconfig,
             &[
                 "get",
@@ -541,7 +352,7 @@ async fn credentials_are_required_and_only_masters_may_act() -> Result<()> {
     let bob_config = c.dir.path().join("bob.yaml");
     pki::write_kubeconfig(&bob_config, &c.url, c.pki.server_ca_pem(), &bob)?;
     let err = c
-        .kubectl_fails(
+        .kubectl_fails_as(
             &bob_config,
             &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
         )
@@ -551,7 +362,7 @@ async fn credentials_are_required_and_only_masters_may_act() -> Result<()> {
         "{err}"
     );
     let err = c
-        .kubectl_fails(&bob_config, &["create", "configmap", "x"])
+        .kubectl_fails_as(&bob_config, &["create", "configmap", "x"])
         .await?;
     assert!(err.contains("forbidden"), "{err}");
 
@@ -574,7 +385,7 @@ async fn credentials_are_required_and_only_masters_may_act() -> Result<()> {
         std::time::SystemTime::now(),
     )?;
     let err = c
-        .kubectl_fails(
+        .kubectl_fails_as(
             &anon,
             &["--token", &token, "get", "--raw", "/api/v1/namespaces"],
         )
@@ -590,7 +401,11 @@ async fn credentials_are_required_and_only_masters_may_act() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_limits_a_service_account_to_its_role() -> Result<()> {
-    let c = Cluster::start_with(true).await?;
+    let c = Cluster::start_with(Options {
+        rbac: true,
+        ..Options::default()
+    })
+    .await?;
     assert_eq!(c.kubectl(&["auth", "can-i", "*", "*"]).await?.trim(), "yes");
     c.kubectl(&["create", "namespace", "team"]).await?;
     c.kubectl(&["create", "serviceaccount", "robot", "-n", "team"])
@@ -644,7 +459,7 @@ async fn rbac_limits_a_service_account_to_its_role() -> Result<()> {
     );
     // Allowed: get one pod in team (it does not exist, so NotFound, not Forbidden).
     let err = c
-        .kubectl_fails(&anon, &["get", "pod", "nothere", "-n", "team"])
+        .kubectl_fails_as(&anon, &["get", "pod", "nothere", "-n", "team"])
         .await?;
     assert!(err.contains("NotFound"), "{err}");
     // Everything else is refused.
@@ -655,7 +470,7 @@ async fn rbac_limits_a_service_account_to_its_role() -> Result<()> {
         &["create", "configmap", "x", "-n", "team"],
         &["delete", "pod", "x", "-n", "team"],
     ] {
-        let err = c.kubectl_fails(&anon, args).await?;
+        let err = c.kubectl_fails_as(&anon, args).await?;
         assert!(
             err.contains("Forbidden") || err.contains("forbidden"),
             "{args:?}: {err}"
@@ -775,16 +590,14 @@ async fn custom_resources_are_served_once_their_crd_exists() -> Result<()> {
     );
     let bad = c.write("bad.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  size: 0\n  color: green\n")?;
     let err = c
-        .kubectl_fails(&c.kubeconfig, &["apply", "-f", bad.to_str().unwrap()])
+        .kubectl_fails(&["apply", "-f", bad.to_str().unwrap()])
         .await?;
     assert!(
         err.contains("spec.size") && err.contains("spec.color"),
         "{err}"
     );
     c.kubectl(&["delete", "crd", "widgets.example.com"]).await?;
-    let err = c
-        .kubectl_fails(&c.kubeconfig, &["get", "widgets.example.com"])
-        .await?;
+    let err = c.kubectl_fails(&["get", "widgets.example.com"]).await?;
     assert!(
         err.contains("the server doesn't have a resource type") || err.contains("could not find"),
         "{err}"

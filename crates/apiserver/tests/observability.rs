@@ -1,98 +1,14 @@
 //! `/metrics`, the audit log and Secret key rotation, driven by the real kubectl against a
-//! server on 127.0.0.1 with a SQLite store in a temp dir (kubectl is required).
+//! server on 127.0.0.1 authorizing with RBAC (`common::Cluster`; kubectl is required).
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use apiserver::audit::{AuditConfig, Level};
-use apiserver::{ApiServer, Config};
+use apiserver::audit::Level;
+use common::{Cluster, Options};
 use serde_json::Value;
-use store::Store;
-use tokio::process::Command;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    store: Arc<dyn Store>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Cluster {
-    async fn start(audit: Option<Level>) -> Result<Cluster> {
-        let dir = tempfile::tempdir()?;
-        let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-        let store: Arc<dyn Store> = store::SqliteStore::open(dir.path().join("state.db"))?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut config = Config::new(store.clone(), pki);
-        config.authorizer = Arc::new(apiserver::Rbac::new(store.clone()));
-        config.bind = "127.0.0.1:0".parse()?;
-        config.kubeconfig = Some(kubeconfig.clone());
-        config.audit = audit.map(|level| AuditConfig {
-            path: dir.path().join("audit/audit.log"),
-            level,
-        });
-        let server = ApiServer::new(config).await?;
-        let listener = server.bind().await?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.serve(listener).await {
-                eprintln!("server: {e}");
-            }
-        });
-        for _ in 0..100 {
-            if kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Cluster {
-            dir,
-            kubeconfig,
-            store,
-            server: task,
-        })
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = tokio::time::timeout(
-            Duration::from_secs(30),
-            Command::new("kubectl")
-                .env("HOME", self.dir.path())
-                .env_remove("KUBECONFIG")
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(args)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .with_context(|| format!("kubectl {args:?} timed out"))?
-        .context("run kubectl (is it installed?)")?;
-        ensure!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    fn audit_events(&self) -> Result<Vec<Value>> {
-        let text = std::fs::read_to_string(self.dir.path().join("audit/audit.log"))?;
-        text.lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l}")))
-            .collect()
-    }
-}
 
 /// The value of the first sample of `name` whose labels include every one of `labels`.
 fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -105,7 +21,11 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_audit_log_record_kubectl_calls() -> Result<()> {
-    let c = Cluster::start(Some(Level::RequestResponse)).await?;
+    let c = Cluster::start_with(Options {
+        rbac: true,
+        audit: Some(Level::RequestResponse),
+    })
+    .await?;
     c.kubectl(&["create", "namespace", "obs"]).await?;
     c.kubectl(&[
         "-n",
@@ -237,7 +157,7 @@ async fn metrics_and_audit_log_record_kubectl_calls() -> Result<()> {
         (Some("Metadata"), Some("cm"))
     );
     find("list", "configmaps")?;
-    let text = std::fs::read_to_string(c.dir.path().join("audit/audit.log"))?;
+    let text = std::fs::read_to_string(c.audit_log())?;
     assert!(
         !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
         "secret data logged"
@@ -260,7 +180,11 @@ fn uuid_like(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reencrypts_every_secret_and_drops_the_old_key() -> Result<()> {
-    let c = Cluster::start(None).await?;
+    let c = Cluster::start_with(Options {
+        rbac: true,
+        audit: None,
+    })
+    .await?;
     for i in 0..3 {
         c.kubectl(&[
             "create",

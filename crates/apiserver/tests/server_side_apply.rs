@@ -1,124 +1,31 @@
 //! Server-side apply and managedFields: the real kubectl 1.32 against a server on
-//! 127.0.0.1 (as in tests/kubectl.rs), plus raw requests in process for the error cases
+//! 127.0.0.1 (`common::Cluster`), plus raw requests in process for the error cases
 //! kubectl never sends. kubectl is required: these tests fail, saying so, when it is missing.
 
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use anyhow::{bail, ensure, Context, Result};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
 use apiserver::auth::PeerIdentity;
 use apiserver::{ApiServer, Config};
 use axum::body::Body;
 use axum::http::{Method, Request};
+use common::{test_store, Cluster};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::process::Command;
 use tower::ServiceExt;
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    server: tokio::task::JoinHandle<()>,
+/// The object as JSON, with its managedFields.
+async fn get(c: &Cluster, args: &[&str]) -> Result<Value> {
+    let mut args = args.to_vec();
+    args.push("--show-managed-fields");
+    c.json(&args).await
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl Cluster {
-    async fn start() -> Result<Cluster> {
-        let on_path = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
-        if !on_path {
-            bail!("kubectl is not installed (or not on PATH): these acceptance tests need the real kubectl 1.32");
-        }
-        let dir = tempfile::tempdir()?;
-        let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-        let store = store::SqliteStore::open(dir.path().join("state.db"))?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut config = Config::new(store, pki);
-        config.bind = "127.0.0.1:0".parse()?;
-        config.kubeconfig = Some(kubeconfig.clone());
-        let server = ApiServer::new(config).await?;
-        let listener = server.bind().await?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let _ = ready_tx.send(());
-            if let Err(e) = server.serve(listener).await {
-                eprintln!("server: {e}");
-            }
-        });
-        ready_rx.await?;
-        // The kubeconfig is written as serving starts.
-        for _ in 0..100 {
-            if kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Cluster {
-            dir,
-            kubeconfig,
-            server: task,
-        })
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new("kubectl");
-        // Own HOME: kubectl caches discovery under ~/.kube.
-        cmd.env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .with_context(|| format!("kubectl {args:?} timed out"))?
-            .context("run kubectl")
-    }
-
-    /// Runs kubectl; fails unless it succeeds; returns stdout.
-    async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = self.run(args).await?;
-        ensure!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// Runs kubectl expecting it to fail; returns stderr.
-    async fn kubectl_fails(&self, args: &[&str]) -> Result<String> {
-        let out = self.run(args).await?;
-        ensure!(
-            !out.status.success(),
-            "kubectl {args:?} unexpectedly succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        Ok(String::from_utf8(out.stderr)?)
-    }
-
-    /// The object as JSON, with its managedFields.
-    async fn get(&self, args: &[&str]) -> Result<Value> {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json", "--show-managed-fields"]);
-        Ok(serde_json::from_str(&self.kubectl(&args).await?)?)
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<String> {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text)?;
-        Ok(path.to_string_lossy().into_owned())
-    }
+/// `path` as a kubectl argument.
+fn arg(path: &std::path::Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
 }
 
 /// The entry of `manager` (and `operation`) in the object's managedFields.
@@ -187,7 +94,9 @@ fn edited() -> String {
 async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> Result<()> {
     let c = Cluster::start().await?;
     let first = c.write("app.yaml", APP)?;
-    let out = c.kubectl(&["apply", "--server-side", "-f", &first]).await?;
+    let out = c
+        .kubectl(&["apply", "--server-side", "-f", arg(&first)])
+        .await?;
     for line in [
         "namespace/ssa serverside-applied",
         "configmap/settings serverside-applied",
@@ -195,7 +104,7 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
     ] {
         assert!(out.contains(line), "{out}");
     }
-    let d = c.get(&["get", "deploy", "web", "-n", "ssa"]).await?;
+    let d = get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?;
     let applied = entry(&d, "kubectl", "Apply").context("kubectl's Apply entry")?;
     assert_eq!(applied["apiVersion"], "apps/v1");
     assert_eq!(applied["fieldsType"], "FieldsV1");
@@ -214,13 +123,13 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
     // Re-apply after an edit: updated, and the dropped label is gone.
     let second = c.write("app2.yaml", &edited())?;
     let out = c
-        .kubectl(&["apply", "--server-side", "-f", &second])
+        .kubectl(&["apply", "--server-side", "-f", arg(&second)])
         .await?;
     assert!(
         out.contains("deployment.apps/web serverside-applied"),
         "{out}"
     );
-    let d = c.get(&["get", "deploy", "web", "-n", "ssa"]).await?;
+    let d = get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?;
     let container = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "nginx:1.27");
     assert_eq!(
@@ -229,7 +138,7 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
     );
     assert_eq!(d["metadata"]["labels"], json!({"app": "web"}));
     assert_eq!(d["metadata"]["generation"], 2);
-    let cm = c.get(&["get", "cm", "settings", "-n", "ssa"]).await?;
+    let cm = get(&c, &["get", "cm", "settings", "-n", "ssa"]).await?;
     assert_eq!(cm["metadata"]["labels"], json!({"app": "web"}));
 
     // Another manager changing kubectl's replicas conflicts...
@@ -243,7 +152,7 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
             "--server-side",
             "--field-manager=other",
             "-f",
-            &other,
+            arg(&other),
         ])
         .await?;
     assert!(
@@ -251,7 +160,7 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
         "{err}"
     );
     assert_eq!(
-        c.get(&["get", "deploy", "web", "-n", "ssa"]).await?["spec"]["replicas"],
+        get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?["spec"]["replicas"],
         2
     );
     // ...unless it forces: then it owns them.
@@ -261,10 +170,10 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
         "--field-manager=other",
         "--force-conflicts",
         "-f",
-        &other,
+        arg(&other),
     ])
     .await?;
-    let d = c.get(&["get", "deploy", "web", "-n", "ssa"]).await?;
+    let d = get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?;
     assert_eq!(d["spec"]["replicas"], 5);
     let mine = &entry(&d, "kubectl", "Apply").context("kubectl")?["fieldsV1"];
     assert!(mine["f:spec"].get("f:replicas").is_none(), "{mine}");
@@ -300,16 +209,16 @@ async fn kubectl_server_side_apply_creates_updates_and_resolves_conflicts() -> R
         "--dry-run=server",
         "--force-conflicts",
         "-f",
-        &dry,
+        arg(&dry),
     ])
     .await?;
-    let after = c.get(&["get", "deploy", "web", "-n", "ssa"]).await?;
+    let after = get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?;
     assert_eq!(after, d);
 
     // Imperative writes record Update entries named after the command.
     c.kubectl(&["label", "deploy", "web", "-n", "ssa", "tier=front"])
         .await?;
-    let d = c.get(&["get", "deploy", "web", "-n", "ssa"]).await?;
+    let d = get(&c, &["get", "deploy", "web", "-n", "ssa"]).await?;
     let label = entry(&d, "kubectl-label", "Update").context("kubectl-label")?;
     assert_eq!(
         label["fieldsV1"],
@@ -368,7 +277,8 @@ spec:
 async fn custom_resources_apply_by_their_schema_list_keys() -> Result<()> {
     let c = Cluster::start().await?;
     let crd = c.write("crd.yaml", CRD)?;
-    c.kubectl(&["apply", "--server-side", "-f", &crd]).await?;
+    c.kubectl(&["apply", "--server-side", "-f", arg(&crd)])
+        .await?;
     c.kubectl(&[
         "wait",
         "--for=condition=established",
@@ -377,12 +287,14 @@ async fn custom_resources_apply_by_their_schema_list_keys() -> Result<()> {
     ])
     .await?;
     let w = c.write("w.yaml", WIDGET)?;
-    let out = c.kubectl(&["apply", "--server-side", "-f", &w]).await?;
+    let out = c
+        .kubectl(&["apply", "--server-side", "-f", arg(&w)])
+        .await?;
     assert!(
         out.contains("widget.example.com/w1 serverside-applied"),
         "{out}"
     );
-    let obj = c.get(&["get", "widgets", "w1"]).await?;
+    let obj = get(&c, &["get", "widgets", "w1"]).await?;
     let fields = &entry(&obj, "kubectl", "Apply").context("entry")?["fieldsV1"];
     assert_eq!(
         fields["f:spec"]["f:parts"]["k:{\"name\":\"b\"}"],
@@ -399,15 +311,16 @@ async fn custom_resources_apply_by_their_schema_list_keys() -> Result<()> {
         "--server-side",
         "--field-manager=extra",
         "-f",
-        &extra,
+        arg(&extra),
     ])
     .await?;
     let changed = WIDGET
         .replace("  - name: a\n    count: 1\n", "")
         .replace("count: 2", "count: 3");
     let w2 = c.write("w2.yaml", &changed)?;
-    c.kubectl(&["apply", "--server-side", "-f", &w2]).await?;
-    let obj = c.get(&["get", "widgets", "w1"]).await?;
+    c.kubectl(&["apply", "--server-side", "-f", arg(&w2)])
+        .await?;
+    let obj = get(&c, &["get", "widgets", "w1"]).await?;
     assert_eq!(
         obj["spec"]["parts"],
         json!([{"name": "b", "count": 3}, {"name": "c", "count": 9}])
@@ -421,8 +334,8 @@ async fn client_side_apply_migrates_to_server_side_apply() -> Result<()> {
     let c = Cluster::start().await?;
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: legacy\n  namespace: default\ndata:\n  a: \"1\"\n  b: \"2\"\n";
     let first = c.write("cm.yaml", cm)?;
-    c.kubectl(&["apply", "-f", &first]).await?;
-    let obj = c.get(&["get", "cm", "legacy"]).await?;
+    c.kubectl(&["apply", "-f", arg(&first)]).await?;
+    let obj = get(&c, &["get", "cm", "legacy"]).await?;
     assert!(
         entry(&obj, "kubectl-client-side-apply", "Update").is_some(),
         "{obj}"
@@ -432,10 +345,10 @@ async fn client_side_apply_migrates_to_server_side_apply() -> Result<()> {
     // and kubectl moves the client-side manager's fields to its own.
     let second = c.write("cm2.yaml", &cm.replace("a: \"1\"", "a: \"9\""))?;
     let out = c
-        .kubectl(&["apply", "--server-side", "-f", &second])
+        .kubectl(&["apply", "--server-side", "-f", arg(&second)])
         .await?;
     assert!(out.contains("configmap/legacy serverside-applied"), "{out}");
-    let obj = c.get(&["get", "cm", "legacy"]).await?;
+    let obj = get(&c, &["get", "cm", "legacy"]).await?;
     assert_eq!(obj["data"], json!({"a": "9", "b": "2"}));
     assert!(
         entry(&obj, "kubectl-client-side-apply", "Update").is_none(),
@@ -445,8 +358,9 @@ async fn client_side_apply_migrates_to_server_side_apply() -> Result<()> {
 
     // From now on server-side apply removes what it no longer applies.
     let third = c.write("cm3.yaml", &cm.replace("  b: \"2\"\n", ""))?;
-    c.kubectl(&["apply", "--server-side", "-f", &third]).await?;
-    let obj = c.get(&["get", "cm", "legacy"]).await?;
+    c.kubectl(&["apply", "--server-side", "-f", arg(&third)])
+        .await?;
+    let obj = get(&c, &["get", "cm", "legacy"]).await?;
     assert_eq!(obj["data"], json!({"a": "1"}));
     Ok(())
 }
@@ -481,7 +395,7 @@ async fn raw(
 async fn bad_apply_requests_get_upstream_statuses_and_change_nothing() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = Arc::new(pki::Pki::load_or_create(&dir.path().join("pki"))?);
-    let store = store::SqliteStore::open(dir.path().join("state.db"))?;
+    let (store, _etcd) = test_store(dir.path()).await?;
     let mut config = Config::new(store, pki);
     config.kubeconfig = None;
     let router = ApiServer::new(config).await?.router();
