@@ -39,8 +39,9 @@ lint: deps-up
 ## use namespaces, cgroups and overlayfs for real).
 test: deps-test pysdk lint
 	$(CARGO) test --workspace --no-fail-fast
-	# The kubectl acceptance suites again, on a real etcd instead of SQLite (tests/common).
-	CLOUDLET_TEST_DATASTORE=etcd $(CARGO) test -p cloudlet-apiserver --test kubectl --test admission --test explain --test observability --test server_side_apply
+	# The kubectl acceptance suites again, on a real etcd instead of SQLite (tests/common);
+	# --workspace keeps the features of the run above, so nothing is rebuilt.
+	CLOUDLET_TEST_DATASTORE=etcd $(CARGO) test --workspace --test kubectl --test admission --test explain --test observability --test server_side_apply
 
 # The Python docker and kubernetes clients, acceptance clients, in a venv of their own (PyPI).
 pysdk:
