@@ -118,7 +118,11 @@ fn the_next_run_takes_over_the_waiting_container() {
     assert_eq!(shims(&d), 1);
     d.ok(&["rm", id.trim()]);
     common::eventually("the claimed container's shim gone", 20, || shims(&d) == 0);
-    assert!(!d.data_dir().join("containers").join(id.trim()).exists());
+    // `rm` answers once the record says Removing; the directory goes in the background.
+    let dir = d.data_dir().join("containers").join(id.trim());
+    common::eventually("the claimed container's directory gone", 20, || {
+        !dir.exists()
+    });
 }
 
 #[test]
