@@ -581,6 +581,11 @@ fn propagation_hooks(opts: &SpecOptions) -> Option<Value> {
         .filter_map(|b| {
             let wanted = match b.propagation.as_str() {
                 "" | "rprivate" | "private" => {
+                    // Files (every container's /etc/hosts, resolv.conf, hostname) have no
+                    // mounts beneath them to keep out: no hook, and no mountinfo read.
+                    if !b.source.is_dir() {
+                        return None;
+                    }
                     let mounts = mounts.get_or_insert_with(mount_points);
                     if !on_shared_mount(&b.source, mounts) {
                         return None;
@@ -710,9 +715,9 @@ mod tests {
             .create_container()
             .clone()
             .unwrap();
-        // The default bind needs one only where its source is on a shared mount.
-        let shared = on_shared_mount(Path::new("/nonexistent-src"), &mount_points());
-        assert_eq!(hooks.len(), 1 + shared as usize);
+        // The default bind needs one only where its source is a directory on a shared
+        // mount; a missing source is neither.
+        assert_eq!(hooks.len(), 1);
         let args = hooks[0].args().clone().unwrap();
         assert_eq!(args, ["mount", "--make-rshared", "/nonexistent/mnt"]);
         let linux = s.linux().as_ref().unwrap();
